@@ -1,0 +1,386 @@
+//! The engine: events in, alert state changes out, in event time.
+//!
+//! For each event the engine advances the watermark (closing every period
+//! of every rule that it has passed, in period order), then routes the event
+//! to the rules of its signal: `where` → series by `group_by` → the open
+//! period's aggregates. Closing a period turns each series' aggregates into
+//! named values, the condition into a datapoint (breaching, not breaching or
+//! missing), and the datapoint into a state through the rule's
+//! [`Policy`](crate::rules::state::Policy). Time is only ever the events'
+//! own: the engine never reads a clock, so a replay is deterministic.
+
+use std::hash::{Hash, Hasher};
+
+use evalexpr::{ContextWithMutableVariables, HashMapContext, Value};
+use rustc_hash::{FxHashMap, FxHasher};
+
+use crate::config::rules::DEFAULT_LATENESS;
+use crate::config::{Rule, RuleSet};
+use crate::model::{
+    change_id, fingerprint, AggInput, AggKind, AlarmState, Datapoint, Event, Millis, Ordered, Signal, StateChange, Val,
+};
+use crate::rules::expr::agg_var;
+use crate::rules::state::Tracker;
+use crate::window::{period_start, AggState, Bins, Cursor};
+
+/// Knobs of a run.
+#[derive(Clone, Copy, Debug)]
+pub struct Options {
+    /// How long after a period's end to wait for late events (default 30 s).
+    pub lateness: Millis,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { lateness: DEFAULT_LATENESS }
+    }
+}
+
+/// Counters per rule, for `replay`'s summary and `/metrics`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RuleStats {
+    pub rule: String,
+    /// Events that passed `where`.
+    pub matched: u64,
+    /// Events that arrived for a period already closed. Not aggregated.
+    pub late: u64,
+    pub live_series: u64,
+    pub open_windows: u64,
+    pub evaluations: u64,
+    pub state_changes: u64,
+}
+
+/// A group_by value as stored with its series.
+#[derive(Clone, Debug, PartialEq)]
+enum GroupVal {
+    Absent,
+    Str(Box<str>),
+    Num(f64),
+    Bool(bool),
+}
+
+impl GroupVal {
+    fn matches(&self, v: Option<Val>) -> bool {
+        match (self, v) {
+            (GroupVal::Absent, None) => true,
+            (GroupVal::Str(a), Some(Val::Str(b))) => &**a == b,
+            (GroupVal::Num(a), Some(Val::Num(b))) => a.to_bits() == b.to_bits(),
+            (GroupVal::Bool(a), Some(Val::Bool(b))) => *a == b,
+            _ => false,
+        }
+    }
+
+    fn from_val(v: Option<Val>) -> GroupVal {
+        match v {
+            None => GroupVal::Absent,
+            Some(Val::Str(s)) => GroupVal::Str(s.into()),
+            Some(Val::Num(n)) => GroupVal::Num(n),
+            Some(Val::Bool(b)) => GroupVal::Bool(b),
+        }
+    }
+
+    fn label(&self) -> Option<String> {
+        match self {
+            GroupVal::Absent => None,
+            GroupVal::Str(s) => Some(s.to_string()),
+            GroupVal::Num(n) if n.fract() == 0.0 && n.abs() < 1e15 => Some(format!("{}", *n as i64)),
+            GroupVal::Num(n) => Some(n.to_string()),
+            GroupVal::Bool(b) => Some(b.to_string()),
+        }
+    }
+}
+
+struct Series {
+    key: Box<[GroupVal]>,
+    labels: Ordered<String>,
+    fingerprint: String,
+    /// The first period this series had events in; it has no datapoints before.
+    first_period: Millis,
+    bins: Bins,
+    tracker: Tracker,
+    /// The computed values of the most recent period that had data.
+    last_values: Ordered<f64>,
+}
+
+struct RuleRuntime {
+    rule: Rule,
+    kinds: Vec<AggKind>,
+    cursor: Cursor,
+    series: FxHashMap<u64, Vec<Series>>,
+    stats: RuleStats,
+}
+
+/// The windowing and rule-evaluation engine.
+pub struct Engine {
+    rules: Vec<RuleRuntime>,
+    by_signal: [Vec<usize>; 3],
+    watermark: Option<Millis>,
+    last_event: Option<Millis>,
+}
+
+impl Engine {
+    pub fn new(set: RuleSet, opts: Options) -> Engine {
+        let mut by_signal: [Vec<usize>; 3] = Default::default();
+        let rules = set
+            .rules
+            .into_iter()
+            .enumerate()
+            .map(|(i, rule)| {
+                by_signal[rule.signal.index()].push(i);
+                RuleRuntime {
+                    kinds: rule.aggs.iter().map(|a| a.kind).collect(),
+                    cursor: Cursor::new(rule.period, rule.lateness.unwrap_or(opts.lateness)),
+                    series: FxHashMap::default(),
+                    stats: RuleStats {
+                        rule: rule.name.clone(),
+                        ..Default::default()
+                    },
+                    rule,
+                }
+            })
+            .collect();
+        Engine {
+            rules,
+            by_signal,
+            watermark: None,
+            last_event: None,
+        }
+    }
+
+    /// The latest event time seen.
+    pub fn watermark(&self) -> Option<Millis> {
+        self.watermark
+    }
+
+    /// Feeds one event; state changes of periods it closes go to `out`.
+    pub fn ingest(&mut self, ev: &Event, out: &mut Vec<StateChange>) {
+        let t = ev.time();
+        if self.watermark.is_none() {
+            for r in &mut self.rules {
+                r.cursor.start_at(t);
+            }
+        }
+        if self.watermark.is_none_or(|w| t > w) {
+            self.watermark = Some(t);
+            self.last_event = Some(t);
+            self.close(out, |c, w| c.pop_due(w), t);
+        }
+        for &ri in &self.by_signal[ev.signal().index()] {
+            self.rules[ri].ingest(ev, t);
+        }
+    }
+
+    /// Advances event time without an event (an idle partition's heartbeat).
+    pub fn advance_to(&mut self, t: Millis, out: &mut Vec<StateChange>) {
+        if self.watermark.is_some_and(|w| t > w) {
+            self.watermark = Some(t);
+            self.close(out, |c, w| c.pop_due(w), t);
+        }
+    }
+
+    /// End of input: closes every period that has begun.
+    pub fn flush(&mut self, out: &mut Vec<StateChange>) {
+        if let Some(last) = self.last_event {
+            self.close(out, |c, l| c.pop_all(l), last);
+        }
+    }
+
+    /// Closes due periods of all rules, in order of period end, then rule.
+    fn close(&mut self, out: &mut Vec<StateChange>, mut pop: impl FnMut(&mut Cursor, Millis) -> Option<Millis>, t: Millis) {
+        let mut due: Vec<(Millis, usize, Millis)> = Vec::new();
+        for (i, r) in self.rules.iter_mut().enumerate() {
+            while let Some(start) = pop(&mut r.cursor, t) {
+                due.push((start + r.rule.period, i, start));
+            }
+        }
+        due.sort_unstable();
+        for (_, i, start) in due {
+            self.rules[i].close_period(start, out);
+        }
+    }
+
+    pub fn stats(&self) -> Vec<RuleStats> {
+        self.rules
+            .iter()
+            .map(|r| {
+                let mut s = r.stats.clone();
+                s.live_series = r.series.values().map(|v| v.len() as u64).sum();
+                s.open_windows = r.series.values().flatten().map(|s| s.bins.len() as u64).sum();
+                s
+            })
+            .collect()
+    }
+
+    /// The current state of every series of `rule`: `(labels, state)`.
+    pub fn states(&self, rule: &str) -> Vec<(Ordered<String>, AlarmState)> {
+        let mut v: Vec<_> = self
+            .rules
+            .iter()
+            .filter(|r| r.rule.name == rule)
+            .flat_map(|r| r.series.values().flatten())
+            .map(|s| (s.labels.clone(), s.tracker.state()))
+            .collect();
+        v.sort_by(|a, b| a.0 .0.cmp(&b.0 .0));
+        v
+    }
+
+    pub fn rule_signal(&self, rule: &str) -> Option<Signal> {
+        self.rules.iter().find(|r| r.rule.name == rule).map(|r| r.rule.signal)
+    }
+}
+
+impl RuleRuntime {
+    #[inline]
+    fn ingest(&mut self, ev: &Event, t: Millis) {
+        let rule = &self.rule;
+        if let Some(f) = &rule.filter {
+            if !f.test(ev) {
+                return;
+            }
+        }
+        self.stats.matched += 1;
+        if self.cursor.is_closed(t) {
+            self.stats.late += 1;
+            return;
+        }
+        let mut h = FxHasher::default();
+        for (_, e) in &rule.group_by {
+            match e.eval(ev) {
+                None => 0u8.hash(&mut h),
+                Some(Val::Str(s)) => s.hash(&mut h),
+                Some(Val::Num(n)) => n.to_bits().hash(&mut h),
+                Some(Val::Bool(b)) => b.hash(&mut h),
+            }
+        }
+        let start = period_start(t, rule.period);
+        let bucket = self.series.entry(h.finish()).or_default();
+        let pos = bucket
+            .iter()
+            .position(|s| s.key.iter().zip(&rule.group_by).all(|(k, (_, e))| k.matches(e.eval(ev))));
+        let series = match pos {
+            Some(i) => &mut bucket[i],
+            None => {
+                let key: Box<[GroupVal]> = rule.group_by.iter().map(|(_, e)| GroupVal::from_val(e.eval(ev))).collect();
+                let labels = Ordered(
+                    rule.group_by
+                        .iter()
+                        .zip(key.iter())
+                        .filter_map(|((name, _), v)| Some((name.clone(), v.label()?)))
+                        .collect(),
+                );
+                bucket.push(Series {
+                    fingerprint: fingerprint(&rule.name, &labels),
+                    key,
+                    labels,
+                    first_period: start,
+                    bins: Bins::default(),
+                    tracker: Tracker::default(),
+                    last_values: Ordered::default(),
+                });
+                bucket.last_mut().expect("just pushed")
+            }
+        };
+        let states = series.bins.get_mut(start, &self.kinds);
+        for (state, agg) in states.iter_mut().zip(&rule.aggs) {
+            let input = match (agg.kind, &agg.arg) {
+                (AggKind::Count | AggKind::Ratio, Some(p)) => {
+                    if p.test(ev) {
+                        AggInput::Hit
+                    } else {
+                        AggInput::Miss
+                    }
+                }
+                (_, None) => AggInput::Hit,
+                (_, Some(x)) => x.number(ev).map_or(AggInput::Skip, AggInput::Num),
+            };
+            state.update(input);
+        }
+    }
+
+    fn close_period(&mut self, start: Millis, out: &mut Vec<StateChange>) {
+        let rule = &self.rule;
+        let end = start + rule.period;
+        let secs = rule.period as f64 / 1000.0;
+        let mut changes = Vec::new();
+        for bucket in self.series.values_mut() {
+            for s in bucket.iter_mut() {
+                if s.first_period > start {
+                    continue;
+                }
+                let dp = match s.bins.take(start) {
+                    None => Datapoint::Missing,
+                    Some(states) => {
+                        let (dp, values) = evaluate(rule, &states, &s.labels, secs);
+                        s.last_values = values;
+                        dp
+                    }
+                };
+                self.stats.evaluations += 1;
+                if let Some((previous, state)) = s.tracker.push(&rule.policy, dp) {
+                    let summary = rule.summary.render(
+                        &s.last_values,
+                        &s.labels,
+                        &[
+                            ("rule", &rule.name),
+                            ("team", &rule.team),
+                            ("severity", &rule.severity),
+                            ("state", state.as_str()),
+                        ],
+                    );
+                    changes.push(StateChange {
+                        id: change_id(&s.fingerprint, end, state),
+                        fingerprint: s.fingerprint.clone(),
+                        rule: rule.name.clone(),
+                        team: rule.team.clone(),
+                        labels: s.labels.clone(),
+                        state,
+                        previous,
+                        period_end: end,
+                        values: s.last_values.clone(),
+                        severity: rule.severity.clone(),
+                        summary,
+                        runbook: rule.runbook.clone(),
+                    });
+                }
+            }
+            // A series that has gone quiet for the whole range in
+            // insufficient_data holds nothing: forget it until it returns.
+            bucket.retain(|s| {
+                !(s.bins.is_empty() && s.tracker.state() == AlarmState::InsufficientData && s.tracker.is_idle(&rule.policy))
+            });
+        }
+        self.series.retain(|_, b| !b.is_empty());
+        changes.sort_by(|a, b| a.labels.0.cmp(&b.labels.0));
+        self.stats.state_changes += changes.len() as u64;
+        out.extend(changes);
+    }
+}
+
+/// One period's aggregates → named values → a datapoint.
+fn evaluate(rule: &Rule, states: &[AggState], labels: &Ordered<String>, secs: f64) -> (Datapoint, Ordered<f64>) {
+    let mut ctx = HashMapContext::new();
+    for (i, (state, agg)) in states.iter().zip(&rule.aggs).enumerate() {
+        if let Some(v) = state.finish(agg.kind, secs) {
+            let _ = ctx.set_value(agg_var(i), Value::Float(v));
+        }
+    }
+    let mut values = Vec::with_capacity(rule.compute.len());
+    for (name, f) in &rule.compute {
+        let v = match f.eval(&ctx) {
+            Some(Value::Float(v)) => v,
+            Some(Value::Int(v)) => v as f64,
+            _ => continue, // an input it needs saw nothing this period
+        };
+        let _ = ctx.set_value(name.clone(), Value::Float(v));
+        values.push((name.clone(), v));
+    }
+    for (k, v) in &labels.0 {
+        let _ = ctx.set_value(k.clone(), Value::String(v.clone()));
+    }
+    let dp = match rule.condition.eval(&ctx) {
+        Some(Value::Boolean(true)) => Datapoint::Breaching,
+        Some(Value::Boolean(false)) => Datapoint::NotBreaching,
+        _ => Datapoint::Missing,
+    };
+    (dp, Ordered(values))
+}

@@ -1,0 +1,27 @@
+//! klaxon: an alert pipeline for telemetry that lives in Kafka.
+//!
+//! ```text
+//!  bytes ──decode──▶ Event ──window──▶ per-period aggregates ──rules──▶ Datapoint
+//!                                                                       │
+//!   StateChange ◀── M-of-N state machine (CloudWatch semantics) ◀───────┘
+//! ```
+//!
+//! - [`decode`]: one JSON object → a typed [`model::Event`], or a reason.
+//! - [`window`]: event-time tumbling periods, aggregates, the cursor that
+//!   closes periods behind the watermark.
+//! - [`rules`]: expressions (evalexpr 11.3), the state machine, templates.
+//! - [`config`]: rule files as written → compiled rules, with `file:line:col`
+//!   errors.
+//! - [`engine`]: joins window and rules; used by both `klaxon replay` and,
+//!   later, `klaxon run`.
+//! - [`model`]: the only types the stages share.
+
+pub mod model;
+
+pub mod config;
+pub mod decode;
+pub mod window;
+pub mod rules;
+pub mod engine;
+
+pub mod cli;
