@@ -19,7 +19,7 @@ use crate::config::{Rule, RuleSet};
 use crate::model::{
     change_id, fingerprint, AggInput, AggKind, AlarmState, Datapoint, Event, Millis, Ordered, Signal, StateChange, Val,
 };
-use crate::rules::expr::agg_var;
+use crate::rules::expr::{agg_var, FastVal, MAX_AGGS};
 use crate::rules::state::Tracker;
 use crate::window::{period_start, AggState, Bins, Cursor};
 
@@ -358,6 +358,34 @@ impl RuleRuntime {
 
 /// One period's aggregates → named values → a datapoint.
 fn evaluate(rule: &Rule, states: &[AggState], labels: &Ordered<String>, secs: f64) -> (Datapoint, Ordered<f64>) {
+    if rule.aggs.len() <= MAX_AGGS && rule.condition.fast().is_some() && rule.compute.iter().all(|(_, f)| f.fast().is_some()) {
+        return evaluate_fast(rule, states, secs);
+    }
+    evaluate_evalexpr(rule, states, labels, secs)
+}
+
+/// The compiled path: slots instead of an evalexpr context.
+fn evaluate_fast(rule: &Rule, states: &[AggState], secs: f64) -> (Datapoint, Ordered<f64>) {
+    let mut slots: Vec<Option<f64>> = vec![None; MAX_AGGS + rule.compute.len()];
+    for (i, (state, agg)) in states.iter().zip(&rule.aggs).enumerate() {
+        slots[i] = state.finish(agg.kind, secs);
+    }
+    let mut values = Vec::with_capacity(rule.compute.len());
+    for (i, (name, f)) in rule.compute.iter().enumerate() {
+        if let Some(FastVal::Num(v)) = f.fast().and_then(|f| f.eval(&slots)) {
+            slots[MAX_AGGS + i] = Some(v);
+            values.push((name.clone(), v));
+        }
+    }
+    let dp = match rule.condition.fast().and_then(|f| f.eval(&slots)) {
+        Some(FastVal::Bool(true)) => Datapoint::Breaching,
+        Some(FastVal::Bool(false)) => Datapoint::NotBreaching,
+        _ => Datapoint::Missing,
+    };
+    (dp, Ordered(values))
+}
+
+fn evaluate_evalexpr(rule: &Rule, states: &[AggState], labels: &Ordered<String>, secs: f64) -> (Datapoint, Ordered<f64>) {
     let mut ctx = HashMapContext::new();
     for (i, (state, agg)) in states.iter().zip(&rule.aggs).enumerate() {
         if let Some(v) = state.finish(agg.kind, secs) {

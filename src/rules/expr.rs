@@ -328,10 +328,99 @@ pub struct AggCall {
     pub arg: Option<Expr>,
 }
 
-/// A per-period expression run by evalexpr: derived values and conditions.
+/// A per-period expression: derived values and conditions. Parsed by
+/// evalexpr; when it uses only numbers, names and operators (nearly every
+/// rule) it also gets a compiled form over numbered slots, which runs without
+/// building an evalexpr context. Functions and string labels use evalexpr.
 #[derive(Clone, Debug)]
 pub struct Formula {
     tree: Node,
+    fast: Option<Fast>,
+}
+
+/// A compiled numeric formula. Slot `i < aggs` is aggregate `i`; the rest
+/// are the compute names in order.
+#[derive(Clone, Debug)]
+pub enum Fast {
+    Num(f64),
+    Bool(bool),
+    Slot(usize),
+    Not(Box<Fast>),
+    Neg(Box<Fast>),
+    Bin(BinOp, Box<Fast>, Box<Fast>),
+}
+
+/// A formula's result on the fast path.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum FastVal {
+    Num(f64),
+    Bool(bool),
+}
+
+impl Fast {
+    fn compile(node: &Node, slot: &dyn Fn(&str) -> Option<usize>) -> Option<Fast> {
+        let kids = node.children();
+        let bin = |op| Some(Fast::Bin(op, Box::new(Fast::compile(&kids[0], slot)?), Box::new(Fast::compile(&kids[1], slot)?)));
+        match node.operator() {
+            Operator::RootNode if kids.len() == 1 => Fast::compile(&kids[0], slot),
+            Operator::Const { value: Value::Float(f) } => Some(Fast::Num(*f)),
+            Operator::Const { value: Value::Boolean(b) } => Some(Fast::Bool(*b)),
+            Operator::VariableIdentifierRead { identifier } => slot(identifier).map(Fast::Slot),
+            Operator::Not => Some(Fast::Not(Box::new(Fast::compile(&kids[0], slot)?))),
+            Operator::Neg => Some(Fast::Neg(Box::new(Fast::compile(&kids[0], slot)?))),
+            Operator::Add => bin(BinOp::Add),
+            Operator::Sub => bin(BinOp::Sub),
+            Operator::Mul => bin(BinOp::Mul),
+            Operator::Div => bin(BinOp::Div),
+            Operator::Mod => bin(BinOp::Mod),
+            Operator::Exp => bin(BinOp::Pow),
+            Operator::Eq => bin(BinOp::Eq),
+            Operator::Neq => bin(BinOp::Neq),
+            Operator::Gt => bin(BinOp::Gt),
+            Operator::Lt => bin(BinOp::Lt),
+            Operator::Geq => bin(BinOp::Geq),
+            Operator::Leq => bin(BinOp::Leq),
+            Operator::And => bin(BinOp::And),
+            Operator::Or => bin(BinOp::Or),
+            _ => None,
+        }
+    }
+
+    /// Evaluates over `slots`; `None` when a slot it needs is empty or the
+    /// types do not fit (where evalexpr would return an error).
+    pub fn eval(&self, slots: &[Option<f64>]) -> Option<FastVal> {
+        use BinOp::*;
+        Some(match self {
+            Fast::Num(n) => FastVal::Num(*n),
+            Fast::Bool(b) => FastVal::Bool(*b),
+            Fast::Slot(i) => FastVal::Num(slots[*i]?),
+            Fast::Not(e) => match e.eval(slots)? {
+                FastVal::Bool(b) => FastVal::Bool(!b),
+                _ => return None,
+            },
+            Fast::Neg(e) => match e.eval(slots)? {
+                FastVal::Num(n) => FastVal::Num(-n),
+                _ => return None,
+            },
+            Fast::Bin(op, a, b) => match (op, a.eval(slots)?, b.eval(slots)?) {
+                (And, FastVal::Bool(x), FastVal::Bool(y)) => FastVal::Bool(x && y),
+                (Or, FastVal::Bool(x), FastVal::Bool(y)) => FastVal::Bool(x || y),
+                (Eq, x, y) => FastVal::Bool(x == y),
+                (Neq, x, y) => FastVal::Bool(x != y),
+                (op, FastVal::Num(x), FastVal::Num(y)) => match op {
+                    Add => FastVal::Num(x + y),
+                    Sub => FastVal::Num(x - y),
+                    Mul => FastVal::Num(x * y),
+                    Div => FastVal::Num(x / y),
+                    Mod => FastVal::Num(x % y),
+                    Pow => FastVal::Num(x.powf(y)),
+                    Gt | Lt | Geq | Leq => FastVal::Bool(cmp(*op, x.partial_cmp(&y))),
+                    _ => return None,
+                },
+                _ => return None,
+            },
+        })
+    }
 }
 
 /// The name under which the `i`th aggregate's value is passed to formulas.
@@ -345,7 +434,9 @@ impl Formula {
     pub fn compute(src: &str, signal: Signal, names: &[String], aggs: &mut Vec<AggCall>) -> Result<Formula, ExprError> {
         let mut tree = parse(src)?;
         lift_aggregates(&mut tree, signal, aggs)?;
-        let f = Formula { tree };
+        let slot = |v: &str| slot_of(v, names);
+        let fast = Fast::compile(&tree, &slot);
+        let f = Formula { tree, fast };
         f.check_names(names, &[], "compute")?;
         Ok(f)
     }
@@ -353,7 +444,9 @@ impl Formula {
     /// Compiles a condition over computed `names` and string `labels`.
     pub fn condition(src: &str, names: &[String], labels: &[String]) -> Result<Formula, ExprError> {
         let tree = parse(src)?;
-        let f = Formula { tree };
+        let slot = |v: &str| slot_of(v, names);
+        let fast = Fast::compile(&tree, &slot);
+        let f = Formula { tree, fast };
         f.check_names(names, labels, "condition")?;
         // A dry run with stand-in values catches type errors now, not at 3 am.
         let mut ctx = HashMapContext::new();
@@ -407,10 +500,27 @@ impl Formula {
         Ok(())
     }
 
+    /// The compiled form, when the formula has one. Its slots are numbered
+    /// by [`slot_of`]: aggregates first, then compute names.
+    pub fn fast(&self) -> Option<&Fast> {
+        self.fast.as_ref()
+    }
+
     /// Evaluates with `ctx`; `None` when a value it needs is missing.
     pub fn eval(&self, ctx: &HashMapContext) -> Option<Value> {
         self.tree.eval_with_context(ctx).ok()
     }
+}
+
+/// Slot numbers of the fast path: `__aggN` is N; the `i`th compute name is
+/// `MAX_AGGS + i`.
+pub const MAX_AGGS: usize = 64;
+
+fn slot_of(v: &str, names: &[String]) -> Option<usize> {
+    if let Some(n) = v.strip_prefix("__agg") {
+        return n.parse::<usize>().ok().filter(|n| *n < MAX_AGGS);
+    }
+    names.iter().position(|n| n == v).map(|i| MAX_AGGS + i)
 }
 
 fn type_name(v: &Value) -> &'static str {
@@ -567,6 +677,56 @@ mod tests {
         assert_eq!(one.eval(&ctx), Some(Value::Boolean(true)));
         let int_div = Formula::condition("7 / 2 == 3.5", &names, &[]).unwrap();
         assert_eq!(int_div.eval(&ctx), Some(Value::Boolean(true)));
+    }
+
+    /// The compiled path must agree with evalexpr on every formula it takes.
+    #[test]
+    fn fast_path_agrees_with_evalexpr() {
+        let names = vec!["a".to_string(), "b".to_string(), "c".to_string()];
+        let srcs = [
+            "a > 80", "a / b * 100", "a / b * 100 > 5 && b >= 20", "!(a < b) || c == 0", "-a + 2 ^ 3",
+            "a % 3 == 1", "1 == 1.0", "a / c", "(a - b) * (a + b) <= c", "a != b && true",
+        ];
+        let envs: [[Option<f64>; 3]; 4] = [
+            [Some(90.0), Some(30.0), Some(0.0)],
+            [Some(1.0), Some(3.0), Some(2.0)],
+            [Some(0.0), Some(0.0), Some(0.0)],
+            [Some(5.0), None, Some(1.0)],
+        ];
+        for src in srcs {
+            let f = Formula::condition(src, &names, &[]).or_else(|_| {
+                let mut aggs = Vec::new();
+                Formula::compute(src, Signal::Metric, &names, &mut aggs)
+            });
+            let f = f.unwrap_or_else(|e| panic!("{src}: {e:?}"));
+            let fast = f.fast().unwrap_or_else(|| panic!("{src} has no fast form"));
+            for env in &envs {
+                let mut ctx = HashMapContext::new();
+                let mut slots = vec![None; MAX_AGGS + 3];
+                for (i, (n, v)) in names.iter().zip(env).enumerate() {
+                    if let Some(v) = v {
+                        ctx.set_value(n.clone(), Value::Float(*v)).unwrap();
+                        slots[MAX_AGGS + i] = Some(*v);
+                    }
+                }
+                let slow = f.eval(&ctx).map(|v| match v {
+                    Value::Float(x) => FastVal::Num(x),
+                    Value::Boolean(b) => FastVal::Bool(b),
+                    other => panic!("{src}: unexpected {other:?}"),
+                });
+                let quick = fast.eval(&slots);
+                let same = match (slow, quick) {
+                    (Some(FastVal::Num(x)), Some(FastVal::Num(y))) => x == y || (x.is_nan() && y.is_nan()),
+                    (x, y) => x == y,
+                };
+                assert!(same, "{src} with {env:?}: evalexpr {slow:?}, fast {quick:?}");
+            }
+        }
+        // Functions and string labels stay with evalexpr.
+        let f = Formula::condition("max(a, b) > 1", &names, &[]).unwrap();
+        assert!(f.fast().is_none());
+        let f = Formula::condition("a > 1 && host == \"x\"", &names, &["host".into()]).unwrap();
+        assert!(f.fast().is_none());
     }
 
     #[test]
