@@ -80,7 +80,11 @@ fn bench(c: &mut Criterion) {
     let evs = events(EVENTS, WARM);
     let warm = events(WARM, 0);
     let bytes: usize = evs.iter().map(Vec::len).sum();
-    eprintln!("{} events, {:.0} bytes each on average", evs.len(), bytes as f64 / evs.len() as f64);
+    eprintln!(
+        "{} events, {:.0} bytes each on average",
+        evs.len(),
+        bytes as f64 / evs.len() as f64
+    );
     let set = rules();
 
     let mut g = c.benchmark_group("metric_200b_10k_series");

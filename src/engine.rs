@@ -17,7 +17,8 @@ use rustc_hash::{FxHashMap, FxHasher};
 use crate::config::rules::DEFAULT_LATENESS;
 use crate::config::{Rule, RuleSet};
 use crate::model::{
-    change_id, fingerprint, AggInput, AggKind, AlarmState, Datapoint, Event, Millis, Ordered, Signal, StateChange, Val,
+    change_id, fingerprint, AggInput, AggKind, AlarmState, Datapoint, Event, Millis, Ordered,
+    Signal, StateChange, Val,
 };
 use crate::rules::expr::{agg_var, FastVal, MAX_AGGS};
 use crate::rules::state::Tracker;
@@ -32,7 +33,9 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Options { lateness: DEFAULT_LATENESS }
+        Options {
+            lateness: DEFAULT_LATENESS,
+        }
     }
 }
 
@@ -83,7 +86,9 @@ impl GroupVal {
         match self {
             GroupVal::Absent => None,
             GroupVal::Str(s) => Some(s.to_string()),
-            GroupVal::Num(n) if n.fract() == 0.0 && n.abs() < 1e15 => Some(format!("{}", *n as i64)),
+            GroupVal::Num(n) if n.fract() == 0.0 && n.abs() < 1e15 => {
+                Some(format!("{}", *n as i64))
+            }
             GroupVal::Num(n) => Some(n.to_string()),
             GroupVal::Bool(b) => Some(b.to_string()),
         }
@@ -186,7 +191,12 @@ impl Engine {
     }
 
     /// Closes due periods of all rules, in order of period end, then rule.
-    fn close(&mut self, out: &mut Vec<StateChange>, mut pop: impl FnMut(&mut Cursor, Millis) -> Option<Millis>, t: Millis) {
+    fn close(
+        &mut self,
+        out: &mut Vec<StateChange>,
+        mut pop: impl FnMut(&mut Cursor, Millis) -> Option<Millis>,
+        t: Millis,
+    ) {
         let mut due: Vec<(Millis, usize, Millis)> = Vec::new();
         for (i, r) in self.rules.iter_mut().enumerate() {
             while let Some(start) = pop(&mut r.cursor, t) {
@@ -205,7 +215,12 @@ impl Engine {
             .map(|r| {
                 let mut s = r.stats.clone();
                 s.live_series = r.series.values().map(|v| v.len() as u64).sum();
-                s.open_windows = r.series.values().flatten().map(|s| s.bins.len() as u64).sum();
+                s.open_windows = r
+                    .series
+                    .values()
+                    .flatten()
+                    .map(|s| s.bins.len() as u64)
+                    .sum();
                 s
             })
             .collect()
@@ -225,7 +240,10 @@ impl Engine {
     }
 
     pub fn rule_signal(&self, rule: &str) -> Option<Signal> {
-        self.rules.iter().find(|r| r.rule.name == rule).map(|r| r.rule.signal)
+        self.rules
+            .iter()
+            .find(|r| r.rule.name == rule)
+            .map(|r| r.rule.signal)
     }
 }
 
@@ -254,13 +272,20 @@ impl RuleRuntime {
         }
         let start = period_start(t, rule.period);
         let bucket = self.series.entry(h.finish()).or_default();
-        let pos = bucket
-            .iter()
-            .position(|s| s.key.iter().zip(&rule.group_by).all(|(k, (_, e))| k.matches(e.eval(ev))));
+        let pos = bucket.iter().position(|s| {
+            s.key
+                .iter()
+                .zip(&rule.group_by)
+                .all(|(k, (_, e))| k.matches(e.eval(ev)))
+        });
         let series = match pos {
             Some(i) => &mut bucket[i],
             None => {
-                let key: Box<[GroupVal]> = rule.group_by.iter().map(|(_, e)| GroupVal::from_val(e.eval(ev))).collect();
+                let key: Box<[GroupVal]> = rule
+                    .group_by
+                    .iter()
+                    .map(|(_, e)| GroupVal::from_val(e.eval(ev)))
+                    .collect();
                 let labels = Ordered(
                     rule.group_by
                         .iter()
@@ -346,7 +371,9 @@ impl RuleRuntime {
             // A series that has gone quiet for the whole range in
             // insufficient_data holds nothing: forget it until it returns.
             bucket.retain(|s| {
-                !(s.bins.is_empty() && s.tracker.state() == AlarmState::InsufficientData && s.tracker.is_idle(&rule.policy))
+                !(s.bins.is_empty()
+                    && s.tracker.state() == AlarmState::InsufficientData
+                    && s.tracker.is_idle(&rule.policy))
             });
         }
         self.series.retain(|_, b| !b.is_empty());
@@ -357,8 +384,16 @@ impl RuleRuntime {
 }
 
 /// One period's aggregates → named values → a datapoint.
-fn evaluate(rule: &Rule, states: &[AggState], labels: &Ordered<String>, secs: f64) -> (Datapoint, Ordered<f64>) {
-    if rule.aggs.len() <= MAX_AGGS && rule.condition.fast().is_some() && rule.compute.iter().all(|(_, f)| f.fast().is_some()) {
+fn evaluate(
+    rule: &Rule,
+    states: &[AggState],
+    labels: &Ordered<String>,
+    secs: f64,
+) -> (Datapoint, Ordered<f64>) {
+    if rule.aggs.len() <= MAX_AGGS
+        && rule.condition.fast().is_some()
+        && rule.compute.iter().all(|(_, f)| f.fast().is_some())
+    {
         return evaluate_fast(rule, states, secs);
     }
     evaluate_evalexpr(rule, states, labels, secs)
@@ -385,7 +420,12 @@ fn evaluate_fast(rule: &Rule, states: &[AggState], secs: f64) -> (Datapoint, Ord
     (dp, Ordered(values))
 }
 
-fn evaluate_evalexpr(rule: &Rule, states: &[AggState], labels: &Ordered<String>, secs: f64) -> (Datapoint, Ordered<f64>) {
+fn evaluate_evalexpr(
+    rule: &Rule,
+    states: &[AggState],
+    labels: &Ordered<String>,
+    secs: f64,
+) -> (Datapoint, Ordered<f64>) {
     let mut ctx = HashMapContext::new();
     for (i, (state, agg)) in states.iter().zip(&rule.aggs).enumerate() {
         if let Some(v) = state.finish(agg.kind, secs) {

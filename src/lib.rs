@@ -20,8 +20,8 @@ pub mod model;
 
 pub mod config;
 pub mod decode;
-pub mod window;
-pub mod rules;
 pub mod engine;
+pub mod rules;
+pub mod window;
 
 pub mod cli;

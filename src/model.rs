@@ -442,7 +442,10 @@ mod tests {
     fn rfc3339_formats_whole_seconds_without_fraction() {
         assert_eq!(format_rfc3339(0), "1970-01-01T00:00:00Z");
         assert_eq!(format_rfc3339(1_767_225_900_000), "2026-01-01T00:05:00Z");
-        assert_eq!(format_rfc3339(1_767_225_900_250), "2026-01-01T00:05:00.250Z");
+        assert_eq!(
+            format_rfc3339(1_767_225_900_250),
+            "2026-01-01T00:05:00.250Z"
+        );
     }
 
     #[test]

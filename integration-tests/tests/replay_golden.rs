@@ -10,7 +10,10 @@ use klaxon::cli::replay::replay;
 use klaxon::config::load_rules;
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 fn run_replay(input: &Path, lateness: i64) -> (String, String) {
@@ -43,11 +46,16 @@ fn golden(name: &str, actual: &str) {
         std::fs::write(&path, actual).unwrap();
         return;
     }
-    let want = std::fs::read_to_string(&path).unwrap_or_else(|_| panic!("missing {}; run with UPDATE_GOLDEN=1", path.display()));
+    let want = std::fs::read_to_string(&path)
+        .unwrap_or_else(|_| panic!("missing {}; run with UPDATE_GOLDEN=1", path.display()));
     if want != actual {
         let w: Vec<&str> = want.lines().collect();
         let a: Vec<&str> = actual.lines().collect();
-        let first = w.iter().zip(&a).position(|(x, y)| x != y).unwrap_or(w.len().min(a.len()));
+        let first = w
+            .iter()
+            .zip(&a)
+            .position(|(x, y)| x != y)
+            .unwrap_or(w.len().min(a.len()));
         panic!(
             "{name} differs at line {}:\n  want: {}\n   got: {}\n({} lines wanted, {} got)",
             first + 1,
@@ -70,8 +78,15 @@ fn cloudmart_replay_matches_golden() {
 #[test]
 fn every_cloudmart_alarm_fires_and_most_recover() {
     let (out, _) = run_replay(&root().join("examples/cloudmart.jsonl"), 30_000);
-    let changes: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    let fired = |rule: &str, state: &str| changes.iter().any(|c| c["rule"] == rule && c["state"] == state);
+    let changes: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let fired = |rule: &str, state: &str| {
+        changes
+            .iter()
+            .any(|c| c["rule"] == rule && c["state"] == state)
+    };
     for rule in [
         "CloudMart-EC2-HighCPU",
         "CloudMart-RDS-HighConnections",
@@ -84,10 +99,20 @@ fn every_cloudmart_alarm_fires_and_most_recover() {
     ] {
         assert!(fired(rule, "alarm"), "{rule} never fired");
     }
-    for rule in ["CloudMart-EC2-HighCPU", "CloudMart-ALB-SlowResponse", "CloudMart-Redis-LowMemory", "CloudMart-API-ErrorRate"] {
-        let alarm = changes.iter().position(|c| c["rule"] == rule && c["state"] == "alarm").unwrap();
+    for rule in [
+        "CloudMart-EC2-HighCPU",
+        "CloudMart-ALB-SlowResponse",
+        "CloudMart-Redis-LowMemory",
+        "CloudMart-API-ErrorRate",
+    ] {
+        let alarm = changes
+            .iter()
+            .position(|c| c["rule"] == rule && c["state"] == "alarm")
+            .unwrap();
         assert!(
-            changes[alarm..].iter().any(|c| c["rule"] == rule && c["previous"] == "alarm" && c["state"] == "ok"),
+            changes[alarm..]
+                .iter()
+                .any(|c| c["rule"] == rule && c["previous"] == "alarm" && c["state"] == "ok"),
             "{rule} never recovered"
         );
     }
@@ -107,7 +132,8 @@ fn out_of_order_within_lateness_gives_the_same_changes() {
     for chunk in lines.chunks_mut(20) {
         chunk.reverse();
     }
-    let shuffled = std::env::temp_dir().join(format!("klaxon-shuffled-{}.jsonl", std::process::id()));
+    let shuffled =
+        std::env::temp_dir().join(format!("klaxon-shuffled-{}.jsonl", std::process::id()));
     std::fs::write(&shuffled, lines.join("\n")).unwrap();
     let (a, _) = run_replay(&root().join("examples/cloudmart.jsonl"), 30_000);
     let (b, summary) = run_replay(&shuffled, 30_000);
@@ -130,5 +156,8 @@ fn late_events_are_counted_per_rule() {
     std::fs::write(&shuffled, lines.join("\n")).unwrap();
     let (_, summary) = run_replay(&shuffled, 0);
     std::fs::remove_file(&shuffled).ok();
-    assert!(summary.contains("late:") && summary.contains("CloudMart-"), "{summary}");
+    assert!(
+        summary.contains("late:") && summary.contains("CloudMart-"),
+        "{summary}"
+    );
 }

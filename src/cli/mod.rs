@@ -10,7 +10,11 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser, Debug)]
-#[command(name = "klaxon", version, about = "Alerts from telemetry in Kafka: event-time windows, CloudWatch-style rules.")]
+#[command(
+    name = "klaxon",
+    version,
+    about = "Alerts from telemetry in Kafka: event-time windows, CloudWatch-style rules."
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -52,7 +56,11 @@ fn parse_duration_arg(s: &str) -> Result<i64, String> {
 pub fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Command::Check { paths } => Ok(check::run(&paths)),
-        Command::Replay { rules, input, lateness } => replay::run(&rules, &input, lateness),
+        Command::Replay {
+            rules,
+            input,
+            lateness,
+        } => replay::run(&rules, &input, lateness),
         Command::Test { files } => Ok(test::run(&files)),
     }
 }

@@ -15,23 +15,37 @@ pub fn run(rules: &[PathBuf], input: &Path, lateness: i64) -> anyhow::Result<i32
             for e in &errors {
                 eprintln!("{e}");
             }
-            eprintln!("klaxon replay: {} error(s) in the rules; nothing replayed", errors.len());
+            eprintln!(
+                "klaxon replay: {} error(s) in the rules; nothing replayed",
+                errors.len()
+            );
             return Ok(1);
         }
     };
     let reader: Box<dyn BufRead> = if input == Path::new("-") {
         Box::new(BufReader::with_capacity(1 << 20, io::stdin().lock()))
     } else {
-        let f = File::open(input).map_err(|e| anyhow::anyhow!("cannot open {}: {e}", input.display()))?;
+        let f = File::open(input)
+            .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", input.display()))?;
         Box::new(BufReader::with_capacity(1 << 20, f))
     };
-    let summary = replay(set, reader, &mut BufWriter::new(io::stdout().lock()), lateness)?;
+    let summary = replay(
+        set,
+        reader,
+        &mut BufWriter::new(io::stdout().lock()),
+        lateness,
+    )?;
     eprint!("{summary}");
     Ok(0)
 }
 
 /// Replays `input` into `out`; returns the human summary for stderr.
-pub fn replay(set: crate::config::RuleSet, mut input: impl BufRead, out: &mut impl Write, lateness: i64) -> anyhow::Result<String> {
+pub fn replay(
+    set: crate::config::RuleSet,
+    mut input: impl BufRead,
+    out: &mut impl Write,
+    lateness: i64,
+) -> anyhow::Result<String> {
     let n_rules = set.rules.len();
     let mut engine = Engine::new(set, Options { lateness });
     let decoder = JsonDecoder;
@@ -78,11 +92,17 @@ pub fn replay(set: crate::config::RuleSet, mut input: impl BufRead, out: &mut im
         rejects.total()
     );
     for (reason, count, examples) in rejects.summary() {
-        s.push_str(&format!("  rejected {count}× {reason} (e.g. {})\n", examples.join(", ")));
+        s.push_str(&format!(
+            "  rejected {count}× {reason} (e.g. {})\n",
+            examples.join(", ")
+        ));
     }
     for r in engine.stats() {
         if r.late > 0 {
-            s.push_str(&format!("  late: {} events for already-closed periods of {}\n", r.late, r.rule));
+            s.push_str(&format!(
+                "  late: {} events for already-closed periods of {}\n",
+                r.late, r.rule
+            ));
         }
     }
     Ok(s)

@@ -60,7 +60,13 @@ impl ConfigError {
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}:{}: ", self.file.display(), self.pos.line, self.pos.col)?;
+        write!(
+            f,
+            "{}:{}:{}: ",
+            self.file.display(),
+            self.pos.line,
+            self.pos.col
+        )?;
         if let Some(rule) = &self.rule {
             write!(f, "rule `{rule}`: ")?;
         }
@@ -100,9 +106,11 @@ pub fn yaml_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, ConfigError> {
 }
 
 fn walk(p: &Path, out: &mut Vec<PathBuf>, explicit: bool) -> Result<(), ConfigError> {
-    let meta = std::fs::metadata(p).map_err(|e| ConfigError::new(ErrorKind::Io, p, Pos::default(), e.to_string()))?;
+    let meta = std::fs::metadata(p)
+        .map_err(|e| ConfigError::new(ErrorKind::Io, p, Pos::default(), e.to_string()))?;
     if meta.is_dir() {
-        let entries = std::fs::read_dir(p).map_err(|e| ConfigError::new(ErrorKind::Io, p, Pos::default(), e.to_string()))?;
+        let entries = std::fs::read_dir(p)
+            .map_err(|e| ConfigError::new(ErrorKind::Io, p, Pos::default(), e.to_string()))?;
         for e in entries.flatten() {
             let name = e.file_name();
             if name.to_string_lossy().starts_with('.') {
@@ -118,7 +126,8 @@ fn walk(p: &Path, out: &mut Vec<PathBuf>, explicit: bool) -> Result<(), ConfigEr
 
 /// Reads and parses one file.
 pub fn read_yaml(path: &Path) -> Result<yaml::Node, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::new(ErrorKind::Io, path, Pos::default(), e.to_string()))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError::new(ErrorKind::Io, path, Pos::default(), e.to_string()))?;
     yaml::parse(&text).map_err(|e| ConfigError::new(ErrorKind::Syntax, path, e.pos, e.message))
 }
 
@@ -132,15 +141,25 @@ pub(crate) struct Fields<'n> {
 impl<'n> Fields<'n> {
     /// Fails on a non-mapping, an unknown key (suggesting the nearest known
     /// one) or a repeated key.
-    pub fn new(file: &'n Path, node: &'n yaml::Node, what: &str, allowed: &[&str]) -> Result<Self, ConfigError> {
+    pub fn new(
+        file: &'n Path,
+        node: &'n yaml::Node,
+        what: &str,
+        allowed: &[&str],
+    ) -> Result<Self, ConfigError> {
         let map = node.as_map().ok_or_else(|| {
-            ConfigError::new(ErrorKind::Schema, file, node.pos, format!("{what} must be a mapping, not {}", node.kind_name()))
+            ConfigError::new(
+                ErrorKind::Schema,
+                file,
+                node.pos,
+                format!("{what} must be a mapping, not {}", node.kind_name()),
+            )
         })?;
         let mut entries: Vec<(&str, &yaml::Node)> = Vec::new();
         for (k, v) in map {
-            let key = k
-                .as_str()
-                .ok_or_else(|| ConfigError::new(ErrorKind::Schema, file, k.pos, "keys must be plain names"))?;
+            let key = k.as_str().ok_or_else(|| {
+                ConfigError::new(ErrorKind::Schema, file, k.pos, "keys must be plain names")
+            })?;
             if !allowed.contains(&key) {
                 let mut msg = format!("unknown field `{key}` in {what}");
                 match crate::rules::expr::suggest(key, allowed.iter().copied()) {
@@ -150,24 +169,45 @@ impl<'n> Fields<'n> {
                 return Err(ConfigError::new(ErrorKind::Schema, file, k.pos, msg));
             }
             if entries.iter().any(|(e, _)| *e == key) {
-                return Err(ConfigError::new(ErrorKind::Schema, file, k.pos, format!("field `{key}` appears twice")));
+                return Err(ConfigError::new(
+                    ErrorKind::Schema,
+                    file,
+                    k.pos,
+                    format!("field `{key}` appears twice"),
+                ));
             }
             entries.push((key, v));
         }
-        Ok(Fields { file, node, entries })
+        Ok(Fields {
+            file,
+            node,
+            entries,
+        })
     }
 
     pub fn get(&self, key: &str) -> Option<&'n yaml::Node> {
-        self.entries.iter().find(|(k, _)| *k == key).map(|(_, v)| *v)
+        self.entries
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| *v)
     }
 
     pub fn required(&self, key: &str, what: &str) -> Result<&'n yaml::Node, ConfigError> {
         self.get(key).ok_or_else(|| {
-            ConfigError::new(ErrorKind::Schema, self.file, self.node.pos, format!("{what} needs a `{key}` field"))
+            ConfigError::new(
+                ErrorKind::Schema,
+                self.file,
+                self.node.pos,
+                format!("{what} needs a `{key}` field"),
+            )
         })
     }
 
-    pub fn str(&self, key: &str, what: &str) -> Result<Option<(&'n str, &'n yaml::Node)>, ConfigError> {
+    pub fn str(
+        &self,
+        key: &str,
+        what: &str,
+    ) -> Result<Option<(&'n str, &'n yaml::Node)>, ConfigError> {
         match self.get(key) {
             None => Ok(None),
             Some(n) => match &n.value {
@@ -177,9 +217,18 @@ impl<'n> Fields<'n> {
         }
     }
 
-    pub fn required_str(&self, key: &str, what: &str) -> Result<(&'n str, &'n yaml::Node), ConfigError> {
+    pub fn required_str(
+        &self,
+        key: &str,
+        what: &str,
+    ) -> Result<(&'n str, &'n yaml::Node), ConfigError> {
         self.str(key, what)?.ok_or_else(|| {
-            ConfigError::new(ErrorKind::Schema, self.file, self.node.pos, format!("{what} needs a `{key}` field"))
+            ConfigError::new(
+                ErrorKind::Schema,
+                self.file,
+                self.node.pos,
+                format!("{what} needs a `{key}` field"),
+            )
         })
     }
 
@@ -188,7 +237,10 @@ impl<'n> Fields<'n> {
             ErrorKind::Schema,
             self.file,
             n.pos,
-            format!("`{key}` in {what} must be {expected}, not {}", n.kind_name()),
+            format!(
+                "`{key}` in {what} must be {expected}, not {}",
+                n.kind_name()
+            ),
         )
     }
 }

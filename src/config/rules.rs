@@ -99,7 +99,10 @@ pub fn load_rules(paths: &[PathBuf]) -> Result<RuleSet, Vec<ConfigError>> {
                     ErrorKind::Invalid,
                     &r.file,
                     Pos::default(),
-                    format!("duplicate rule name; first defined in {}", first.file.display()),
+                    format!(
+                        "duplicate rule name; first defined in {}",
+                        first.file.display()
+                    ),
                 )
                 .in_rule(Some(&r.name)),
             );
@@ -115,7 +118,9 @@ pub fn load_rules(paths: &[PathBuf]) -> Result<RuleSet, Vec<ConfigError>> {
 /// Compiles one rule file.
 pub fn compile_file(file: &Path, doc: &Node) -> Result<Vec<Rule>, Vec<ConfigError>> {
     let top = Fields::new(file, doc, "a rule file", FILE_FIELDS).map_err(|e| vec![e])?;
-    let (team, _) = top.required_str("team", "a rule file").map_err(|e| vec![e])?;
+    let (team, _) = top
+        .required_str("team", "a rule file")
+        .map_err(|e| vec![e])?;
     let rules_node = top.required("rules", "a rule file").map_err(|e| vec![e])?;
     let items = rules_node
         .as_seq()
@@ -151,7 +156,10 @@ fn find_token(src: &str, token: &str) -> Option<usize> {
     let is_word = |c: char| c.is_alphanumeric() || c == '_' || c == ':' || c == '.';
     src.match_indices(token).map(|(i, _)| i).find(|&i| {
         let before = src[..i].chars().next_back().is_none_or(|c| !is_word(c));
-        let after = src[i + token.len()..].chars().next().is_none_or(|c| !is_word(c));
+        let after = src[i + token.len()..]
+            .chars()
+            .next()
+            .is_none_or(|c| !is_word(c));
         before && after
     })
 }
@@ -168,26 +176,48 @@ fn compile_rule(file: &Path, team: &str, node: &Node) -> Result<Rule, ConfigErro
         "log" => Signal::Log,
         "span" => Signal::Span,
         other => {
-            return Err(err(signal_n, ErrorKind::Schema, format!("`signal` must be metric, log or span, not {other:?}")));
+            return Err(err(
+                signal_n,
+                ErrorKind::Schema,
+                format!("`signal` must be metric, log or span, not {other:?}"),
+            ));
         }
     };
 
     let filter = match f.str("where", what)? {
-        Some((src, n)) => Some(expr::parse(src).and_then(|t| Expr::compile(&t, signal)).map_err(|e| expr_err(file, n, e))?),
+        Some((src, n)) => Some(
+            expr::parse(src)
+                .and_then(|t| Expr::compile(&t, signal))
+                .map_err(|e| expr_err(file, n, e))?,
+        ),
         None => None,
     };
 
     let mut group_by = Vec::new();
     if let Some(n) = f.get("group_by") {
-        let items = n.as_seq().ok_or_else(|| f.wrong(n, "group_by", what, "a list of names"))?;
+        let items = n
+            .as_seq()
+            .ok_or_else(|| f.wrong(n, "group_by", what, "a list of names"))?;
         for item in items {
-            let label = item.as_str().ok_or_else(|| f.wrong(item, "group_by", what, "a list of names"))?;
+            let label = item
+                .as_str()
+                .ok_or_else(|| f.wrong(item, "group_by", what, "a list of names"))?;
             if group_by.iter().any(|(l, _)| l == label) {
-                return Err(err(item, ErrorKind::Invalid, format!("`{label}` appears twice in group_by")));
+                return Err(err(
+                    item,
+                    ErrorKind::Invalid,
+                    format!("`{label}` appears twice in group_by"),
+                ));
             }
-            let e = expr::parse(label).and_then(|t| Expr::compile(&t, signal)).map_err(|e| expr_err(file, item, e))?;
+            let e = expr::parse(label)
+                .and_then(|t| Expr::compile(&t, signal))
+                .map_err(|e| expr_err(file, item, e))?;
             if !matches!(e, Expr::Field(_) | Expr::Attr(_)) {
-                return Err(err(item, ErrorKind::Schema, format!("group_by takes names, not expressions: {label:?}")));
+                return Err(err(
+                    item,
+                    ErrorKind::Schema,
+                    format!("group_by takes names, not expressions: {label:?}"),
+                ));
             }
             group_by.push((label.to_string(), e));
         }
@@ -196,7 +226,11 @@ fn compile_rule(file: &Path, team: &str, node: &Node) -> Result<Rule, ConfigErro
     let duration = |key: &str, required: bool| -> Result<Option<Millis>, ConfigError> {
         let Some((s, n)) = f.str(key, what)? else {
             return if required {
-                Err(err(node, ErrorKind::Schema, format!("a rule needs a `{key}` field, e.g. `{key}: 5m`")))
+                Err(err(
+                    node,
+                    ErrorKind::Schema,
+                    format!("a rule needs a `{key}` field, e.g. `{key}: 5m`"),
+                ))
             } else {
                 Ok(None)
             };
@@ -207,43 +241,77 @@ fn compile_rule(file: &Path, team: &str, node: &Node) -> Result<Rule, ConfigErro
     let period = duration("period", true)?.expect("required");
     if period < 1_000 || period % 1_000 != 0 {
         let n = f.get("period").expect("present");
-        return Err(err(n, ErrorKind::Invalid, "`period` must be whole seconds, at least 1s".into()));
+        return Err(err(
+            n,
+            ErrorKind::Invalid,
+            "`period` must be whole seconds, at least 1s".into(),
+        ));
     }
     let lateness = duration("lateness", false)?;
 
     let compute_n = f.required("compute", what)?;
-    let entries = compute_n
-        .as_map()
-        .ok_or_else(|| f.wrong(compute_n, "compute", what, "a mapping of names to expressions"))?;
+    let entries = compute_n.as_map().ok_or_else(|| {
+        f.wrong(
+            compute_n,
+            "compute",
+            what,
+            "a mapping of names to expressions",
+        )
+    })?;
     if entries.is_empty() {
-        return Err(err(compute_n, ErrorKind::Schema, "`compute` needs at least one entry, e.g. `cpu: avg(value)`".into()));
+        return Err(err(
+            compute_n,
+            ErrorKind::Schema,
+            "`compute` needs at least one entry, e.g. `cpu: avg(value)`".into(),
+        ));
     }
     let mut aggs = Vec::new();
     let mut names: Vec<String> = Vec::new();
     let mut compute = Vec::new();
     for (k, v) in entries {
         let key = k.as_str().unwrap_or_default();
-        if key.is_empty() || !key.chars().all(|c| c.is_alphanumeric() || c == '_') || key.starts_with("__") {
-            return Err(err(k, ErrorKind::Schema, format!("a computed name must be a plain identifier, not {key:?}")));
+        if key.is_empty()
+            || !key.chars().all(|c| c.is_alphanumeric() || c == '_')
+            || key.starts_with("__")
+        {
+            return Err(err(
+                k,
+                ErrorKind::Schema,
+                format!("a computed name must be a plain identifier, not {key:?}"),
+            ));
         }
         if names.iter().any(|n| n == key) || group_by.iter().any(|(l, _)| l == key) {
-            return Err(err(k, ErrorKind::Invalid, format!("`{key}` is defined twice")));
+            return Err(err(
+                k,
+                ErrorKind::Invalid,
+                format!("`{key}` is defined twice"),
+            ));
         }
-        let src = v.as_str().ok_or_else(|| f.wrong(v, key, "compute", "an expression"))?;
-        let formula = Formula::compute(src, signal, &names, &mut aggs).map_err(|e| expr_err(file, v, e))?;
+        let src = v
+            .as_str()
+            .ok_or_else(|| f.wrong(v, key, "compute", "an expression"))?;
+        let formula =
+            Formula::compute(src, signal, &names, &mut aggs).map_err(|e| expr_err(file, v, e))?;
         names.push(key.to_string());
         compute.push((key.to_string(), formula));
     }
 
     let labels: Vec<String> = group_by.iter().map(|(l, _)| l.clone()).collect();
     let (cond_src, cond_n) = f.required_str("condition", what)?;
-    let condition = Formula::condition(cond_src, &names, &labels).map_err(|e| expr_err(file, cond_n, e))?;
+    let condition =
+        Formula::condition(cond_src, &names, &labels).map_err(|e| expr_err(file, cond_n, e))?;
 
     let count = |key: &str| -> Result<Option<(usize, &Node)>, ConfigError> {
-        let Some((s, n)) = f.str(key, what)? else { return Ok(None) };
+        let Some((s, n)) = f.str(key, what)? else {
+            return Ok(None);
+        };
         match s.parse::<usize>() {
             Ok(v) if v >= 1 => Ok(Some((v, n))),
-            _ => Err(err(n, ErrorKind::Schema, format!("`{key}` must be a whole number ≥ 1, not {s:?}"))),
+            _ => Err(err(
+                n,
+                ErrorKind::Schema,
+                format!("`{key}` must be a whole number ≥ 1, not {s:?}"),
+            )),
         }
     };
     let n = count("evaluation_periods")?.map_or(1, |(v, _)| v);
@@ -264,7 +332,10 @@ fn compile_rule(file: &Path, team: &str, node: &Node) -> Result<Rule, ConfigErro
             err(
                 tn,
                 ErrorKind::Schema,
-                format!("`treat_missing_data` must be one of {}, not {s:?}", TreatMissing::NAMES.join(", ")),
+                format!(
+                    "`treat_missing_data` must be one of {}, not {s:?}",
+                    TreatMissing::NAMES.join(", ")
+                ),
             )
         })?,
     };
@@ -273,7 +344,14 @@ fn compile_rule(file: &Path, team: &str, node: &Node) -> Result<Rule, ConfigErro
         None => "warning".to_string(),
         Some((s, _)) if SEVERITIES.contains(&s) => s.to_string(),
         Some((s, sn)) => {
-            return Err(err(sn, ErrorKind::Schema, format!("`severity` must be one of {}, not {s:?}", SEVERITIES.join(", "))));
+            return Err(err(
+                sn,
+                ErrorKind::Schema,
+                format!(
+                    "`severity` must be one of {}, not {s:?}",
+                    SEVERITIES.join(", ")
+                ),
+            ));
         }
     };
 
@@ -282,9 +360,8 @@ fn compile_rule(file: &Path, team: &str, node: &Node) -> Result<Rule, ConfigErro
     known.extend(BUILTIN_VARS);
     let summary = match f.str("summary", what)? {
         None => Template::parse("{{rule}} is {{state}}", BUILTIN_VARS).expect("valid"),
-        Some((s, sn)) => Template::parse(s, &known).map_err(|(at, msg)| {
-            ConfigError::new(ErrorKind::Schema, file, sn.pos_at(at), msg)
-        })?,
+        Some((s, sn)) => Template::parse(s, &known)
+            .map_err(|(at, msg)| ConfigError::new(ErrorKind::Schema, file, sn.pos_at(at), msg))?,
     };
     let runbook = f.str("runbook", what)?.map(|(s, _)| s.to_string());
 
@@ -350,21 +427,54 @@ rules:
     #[test]
     fn errors_name_line_column_rule_and_cause() {
         let cases = [
-            ("condition: cpu > 80", "condition: cpuu > 80", "9:16", "undefined variable `cpuu`"),
+            (
+                "condition: cpu > 80",
+                "condition: cpuu > 80",
+                "9:16",
+                "undefined variable `cpuu`",
+            ),
             ("avg(value)", "avgg(value)", "8:21", "did you mean `avg`"),
-            ("datapoints_to_alarm: 2", "datapoints_to_alarm: 3", "11:26", "cannot exceed"),
-            ("severity: warning", "severty: warning", "12:5", "unknown field `severty`"),
+            (
+                "datapoints_to_alarm: 2",
+                "datapoints_to_alarm: 3",
+                "11:26",
+                "cannot exceed",
+            ),
+            (
+                "severity: warning",
+                "severty: warning",
+                "12:5",
+                "unknown field `severty`",
+            ),
             ("period: 5m", "period: 5 minutes", "7:13", "bad duration"),
-            ("signal: metric", "signal: metrics", "4:13", "metric, log or span"),
-            ("{{InstanceId}}", "{{Instance}}", "13:31", "did you mean `InstanceId`"),
-            ("&& namespace", "&& contians(namespace, \"x\") &&  namespace", "5:40", "did you mean `contains`"),
+            (
+                "signal: metric",
+                "signal: metrics",
+                "4:13",
+                "metric, log or span",
+            ),
+            (
+                "{{InstanceId}}",
+                "{{Instance}}",
+                "13:31",
+                "did you mean `InstanceId`",
+            ),
+            (
+                "&& namespace",
+                "&& contians(namespace, \"x\") &&  namespace",
+                "5:40",
+                "did you mean `contains`",
+            ),
         ];
         for (from, to, at, words) in cases {
             let text = GOOD.replace(from, to);
             assert_ne!(text, GOOD, "{from} not found");
             let errs = compile(&text).expect_err(to);
             let e = errs[0].to_string();
-            assert!(e.starts_with(&format!("r.yaml:{at}: rule `CloudMart-EC2-HighCPU`: ")), "{to}: {e}");
+            assert!(
+                e.starts_with(&format!("r.yaml:{at}: rule `CloudMart-EC2-HighCPU`: ")),
+                "{to}: {e}"
+            );
             assert!(e.contains(words), "{to}: {e}");
         }
     }

@@ -18,7 +18,10 @@ pub struct Pos {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Value {
     /// A scalar's text; `quoted` when it was written in quotes or as a block.
-    Scalar { text: String, quoted: bool },
+    Scalar {
+        text: String,
+        quoted: bool,
+    },
     Seq(Vec<Node>),
     Map(Vec<(Node, Node)>),
 }
@@ -95,11 +98,17 @@ pub fn parse(text: &str) -> Result<Node, SyntaxError> {
                 None
             }
             Event::SequenceEnd => match stack.pop() {
-                Some(Frame::Seq(p, items)) => Some(Node { value: Value::Seq(items), pos: p }),
+                Some(Frame::Seq(p, items)) => Some(Node {
+                    value: Value::Seq(items),
+                    pos: p,
+                }),
                 _ => unreachable!("parser emits balanced events"),
             },
             Event::MappingEnd => match stack.pop() {
-                Some(Frame::Map(p, items, _)) => Some(Node { value: Value::Map(items), pos: p }),
+                Some(Frame::Map(p, items, _)) => Some(Node {
+                    value: Value::Map(items),
+                    pos: p,
+                }),
                 _ => unreachable!("parser emits balanced events"),
             },
             _ => None,
@@ -158,7 +167,10 @@ impl Node {
 
     /// The value of `key` in a mapping.
     pub fn get(&self, key: &str) -> Option<&Node> {
-        self.as_map()?.iter().find(|(k, _)| k.as_str() == Some(key)).map(|(_, v)| v)
+        self.as_map()?
+            .iter()
+            .find(|(k, _)| k.as_str() == Some(key))
+            .map(|(_, v)| v)
     }
 
     /// Where the `i`th byte of this scalar's text was written, when the scalar
@@ -167,7 +179,9 @@ impl Node {
         match &self.value {
             Value::Scalar { text, quoted } if !text.contains('\n') => Pos {
                 line: self.pos.line,
-                col: self.pos.col + usize::from(*quoted) + text[..byte.min(text.len())].chars().count(),
+                col: self.pos.col
+                    + usize::from(*quoted)
+                    + text[..byte.min(text.len())].chars().count(),
             },
             _ => self.pos,
         }
@@ -186,7 +200,11 @@ mod tests {
         assert_eq!(rule.pos, Pos { line: 3, col: 5 });
         let w = rule.get("where").unwrap();
         assert_eq!(w.pos, Pos { line: 4, col: 12 });
-        assert_eq!(w.pos_at(2), Pos { line: 4, col: 15 }, "inside the quotes, at `>`");
+        assert_eq!(
+            w.pos_at(2),
+            Pos { line: 4, col: 15 },
+            "inside the quotes, at `>`"
+        );
     }
 
     #[test]

@@ -76,18 +76,23 @@ fn required<T>(v: Option<T>, kind: &str, field: &str) -> Result<T, DecodeError> 
 
 fn absent<T>(v: &Option<T>, kind: &str, field: &str) -> Result<(), DecodeError> {
     match v {
-        Some(_) => Err(DecodeError::field(field, format!("is not part of a {kind} event"))),
+        Some(_) => Err(DecodeError::field(
+            field,
+            format!("is not part of a {kind} event"),
+        )),
         None => Ok(()),
     }
 }
 
 impl<'a> Raw<'a> {
     fn validate(self) -> Result<Event<'a>, DecodeError> {
-        let kind = self
-            .kind
-            .map(|c| c.0)
-            .ok_or_else(|| DecodeError::field("kind", "missing; expected \"metric\", \"log\" or \"span\""))?;
-        let time = self.time.ok_or_else(|| DecodeError::field("time", "missing"))?.0;
+        let kind = self.kind.map(|c| c.0).ok_or_else(|| {
+            DecodeError::field("kind", "missing; expected \"metric\", \"log\" or \"span\"")
+        })?;
+        let time = self
+            .time
+            .ok_or_else(|| DecodeError::field("time", "missing"))?
+            .0;
         match kind.as_ref() {
             "metric" => {
                 let k = "metric";
@@ -106,8 +111,14 @@ impl<'a> Raw<'a> {
                 absent(&self.attributes, k, "attributes")?;
                 absent(&self.duration_ms, k, "duration_ms")?;
                 let labels = self.labels.map(|p| p.0).unwrap_or_default();
-                if let Some((key, _)) = labels.iter().find(|(_, v)| !matches!(v, FieldValue::Str(_))) {
-                    return Err(DecodeError::field(&format!("labels.{key}"), "label values must be strings"));
+                if let Some((key, _)) = labels
+                    .iter()
+                    .find(|(_, v)| !matches!(v, FieldValue::Str(_)))
+                {
+                    return Err(DecodeError::field(
+                        &format!("labels.{key}"),
+                        "label values must be strings",
+                    ));
                 }
                 Ok(Event::Metric(Metric {
                     time,
@@ -172,8 +183,14 @@ impl<'a> Raw<'a> {
                 };
                 Ok(Event::Span(Span {
                     time,
-                    trace_id: non_empty(required(self.trace_id.map(|c| c.0), k, "trace_id")?, "trace_id")?,
-                    span_id: non_empty(required(self.span_id.map(|c| c.0), k, "span_id")?, "span_id")?,
+                    trace_id: non_empty(
+                        required(self.trace_id.map(|c| c.0), k, "trace_id")?,
+                        "trace_id",
+                    )?,
+                    span_id: non_empty(
+                        required(self.span_id.map(|c| c.0), k, "span_id")?,
+                        "span_id",
+                    )?,
                     parent_span_id: self.parent_span_id.map(|c| c.0),
                     service: required(self.service.map(|c| c.0), k, "service")?,
                     name: required(self.name.map(|c| c.0), k, "name")?,
@@ -210,7 +227,9 @@ impl<'de> Deserialize<'de> for Time {
                 f.write_str("an RFC 3339 string or epoch milliseconds")
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<Time, E> {
-                i64::try_from(v).map(Time).map_err(|_| E::custom("time is out of range"))
+                i64::try_from(v)
+                    .map(Time)
+                    .map_err(|_| E::custom("time is out of range"))
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<Time, E> {
                 Ok(Time(v))
@@ -219,7 +238,9 @@ impl<'de> Deserialize<'de> for Time {
                 if v.fract() == 0.0 && v.abs() < 9.0e15 {
                     Ok(Time(v as i64))
                 } else {
-                    Err(E::custom("time in epoch milliseconds must be a whole number"))
+                    Err(E::custom(
+                        "time in epoch milliseconds must be a whole number",
+                    ))
                 }
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Time, E> {
@@ -338,15 +359,51 @@ mod tests {
     fn rejects_with_a_reason_and_a_field() {
         // (input, field at fault, words the reason must contain)
         let cases: &[(&str, Option<&str>, &str)] = &[
-            (r#"{"kind":"metric","time":1,"name":"x"}"#, Some("value"), "missing"),
-            (r#"{"kind":"metric","time":1,"name":"x","value":"high"}"#, None, "invalid type"),
-            (r#"{"kind":"metric","time":1,"name":"x","value":1,"lables":{}}"#, None, "unknown field `lables`"),
-            (r#"{"kind":"metric","time":1,"name":"x","value":1,"labels":{"a":1}}"#, Some("labels.a"), "strings"),
-            (r#"{"kind":"metric","time":"yesterday","name":"x","value":1}"#, None, "RFC 3339"),
-            (r#"{"kind":"trace","time":1}"#, Some("kind"), "not \"trace\""),
-            (r#"{"kind":"log","time":1,"service":"a","level":"E","message":"m","value":3}"#, Some("value"), "not part of a log"),
-            (r#"{"kind":"span","time":1,"trace_id":"t","span_id":"s","service":"a","name":"n","duration_ms":1,"status":"fine"}"#, Some("status"), "\"ok\" or \"error\""),
-            (r#"{"kind":"metric","time":1,"name":"x","value":1"#, None, "EOF"),
+            (
+                r#"{"kind":"metric","time":1,"name":"x"}"#,
+                Some("value"),
+                "missing",
+            ),
+            (
+                r#"{"kind":"metric","time":1,"name":"x","value":"high"}"#,
+                None,
+                "invalid type",
+            ),
+            (
+                r#"{"kind":"metric","time":1,"name":"x","value":1,"lables":{}}"#,
+                None,
+                "unknown field `lables`",
+            ),
+            (
+                r#"{"kind":"metric","time":1,"name":"x","value":1,"labels":{"a":1}}"#,
+                Some("labels.a"),
+                "strings",
+            ),
+            (
+                r#"{"kind":"metric","time":"yesterday","name":"x","value":1}"#,
+                None,
+                "RFC 3339",
+            ),
+            (
+                r#"{"kind":"trace","time":1}"#,
+                Some("kind"),
+                "not \"trace\"",
+            ),
+            (
+                r#"{"kind":"log","time":1,"service":"a","level":"E","message":"m","value":3}"#,
+                Some("value"),
+                "not part of a log",
+            ),
+            (
+                r#"{"kind":"span","time":1,"trace_id":"t","span_id":"s","service":"a","name":"n","duration_ms":1,"status":"fine"}"#,
+                Some("status"),
+                "\"ok\" or \"error\"",
+            ),
+            (
+                r#"{"kind":"metric","time":1,"name":"x","value":1"#,
+                None,
+                "EOF",
+            ),
             (r#"not json"#, None, "expected"),
         ];
         for (input, field, words) in cases {

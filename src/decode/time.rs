@@ -23,7 +23,12 @@ pub fn parse_rfc3339(s: &str) -> Result<Millis, &'static str> {
         }
         Ok(n)
     };
-    if b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') || b[13] != b':' || b[16] != b':' {
+    if b[4] != b'-'
+        || b[7] != b'-'
+        || !matches!(b[10], b'T' | b't' | b' ')
+        || b[13] != b':'
+        || b[16] != b':'
+    {
         return Err("timestamp is not RFC 3339 (expected YYYY-MM-DDTHH:MM:SS)");
     }
     let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
@@ -110,7 +115,9 @@ mod tests {
             "1969-12-31T23:59:59Z",
         ];
         for c in cases {
-            let want = chrono::DateTime::parse_from_rfc3339(c).unwrap().timestamp_millis();
+            let want = chrono::DateTime::parse_from_rfc3339(c)
+                .unwrap()
+                .timestamp_millis();
             assert_eq!(parse_rfc3339(c), Ok(want), "{c}");
         }
     }

@@ -33,15 +33,21 @@ impl ExprError {
 
 /// Parses with evalexpr and turns integer literals into floats.
 pub fn parse(src: &str) -> Result<Node, ExprError> {
-    let mut tree = build_operator_tree(src).map_err(|e| ExprError::new(format!("syntax error: {e}"), None))?;
+    let mut tree =
+        build_operator_tree(src).map_err(|e| ExprError::new(format!("syntax error: {e}"), None))?;
     floats(&mut tree);
     Ok(tree)
 }
 
 fn floats(node: &mut Node) {
-    if let Operator::Const { value: Value::Int(i) } = node.operator() {
+    if let Operator::Const {
+        value: Value::Int(i),
+    } = node.operator()
+    {
         let f = *i as f64;
-        *node.operator_mut() = Operator::Const { value: Value::Float(f) };
+        *node.operator_mut() = Operator::Const {
+            value: Value::Float(f),
+        };
     }
     for c in node.children_mut() {
         floats(c);
@@ -58,10 +64,29 @@ pub enum Func {
 }
 
 pub const WHERE_FUNCTIONS: &[&str] = &["contains", "starts_with", "ends_with", "matches"];
-pub const AGGREGATES: &[&str] = &["count", "sum", "avg", "min", "max", "rate", "ratio", "percentile"];
+pub const AGGREGATES: &[&str] = &[
+    "count",
+    "sum",
+    "avg",
+    "min",
+    "max",
+    "rate",
+    "ratio",
+    "percentile",
+];
 /// evalexpr built-ins allowed in `compute` and `condition`.
 pub const FORMULA_FUNCTIONS: &[&str] = &[
-    "min", "max", "floor", "round", "ceil", "if", "math::abs", "math::sqrt", "math::ln", "math::log10", "math::pow",
+    "min",
+    "max",
+    "floor",
+    "round",
+    "ceil",
+    "if",
+    "math::abs",
+    "math::sqrt",
+    "math::ln",
+    "math::log10",
+    "math::pow",
 ];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -119,12 +144,19 @@ impl Expr {
                 Value::Int(i) => Expr::Num(*i as f64),
                 Value::String(s) => Expr::Str(s.as_str().into()),
                 Value::Boolean(b) => Expr::Bool(*b),
-                other => return Err(ExprError::new(format!("unsupported constant {other}"), None)),
+                other => {
+                    return Err(ExprError::new(
+                        format!("unsupported constant {other}"),
+                        None,
+                    ))
+                }
             },
-            Operator::VariableIdentifierRead { identifier } => match Field::lookup(signal, identifier) {
-                Some(f) => Expr::Field(f),
-                None => Expr::Attr(identifier.as_str().into()),
-            },
+            Operator::VariableIdentifierRead { identifier } => {
+                match Field::lookup(signal, identifier) {
+                    Some(f) => Expr::Field(f),
+                    None => Expr::Attr(identifier.as_str().into()),
+                }
+            }
             Operator::Not => Expr::Not(Box::new(Expr::compile(&kids[0], signal)?)),
             Operator::Neg => Expr::Neg(Box::new(Expr::compile(&kids[0], signal)?)),
             Operator::Add => bin(BinOp::Add)?,
@@ -148,7 +180,10 @@ impl Expr {
                     if args.len() == n {
                         Ok(())
                     } else {
-                        Err(ExprError::new(format!("`{name}` takes {n} arguments, not {}", args.len()), Some(name)))
+                        Err(ExprError::new(
+                            format!("`{name}` takes {n} arguments, not {}", args.len()),
+                            Some(name),
+                        ))
                     }
                 };
                 let func = match name {
@@ -158,26 +193,42 @@ impl Expr {
                     "matches" => {
                         want(2)?;
                         let pattern = match args[1].operator() {
-                            Operator::Const { value: Value::String(s) } => s,
-                            _ => return Err(ExprError::new("`matches` needs a string literal pattern", Some(name))),
+                            Operator::Const {
+                                value: Value::String(s),
+                            } => s,
+                            _ => {
+                                return Err(ExprError::new(
+                                    "`matches` needs a string literal pattern",
+                                    Some(name),
+                                ))
+                            }
                         };
-                        let re = regex_lite::Regex::new(pattern)
-                            .map_err(|e| ExprError::new(format!("bad regex in `matches`: {e}"), Some(name)))?;
+                        let re = regex_lite::Regex::new(pattern).map_err(|e| {
+                            ExprError::new(format!("bad regex in `matches`: {e}"), Some(name))
+                        })?;
                         Func::Matches(re)
                     }
-                    _ if AGGREGATES.contains(&name) => {
-                        return Err(ExprError::new(
-                            format!("aggregate `{name}` is only allowed at the top of a `compute` entry"),
-                            Some(name),
-                        ))
-                    }
+                    _ if AGGREGATES.contains(&name) => return Err(ExprError::new(
+                        format!(
+                            "aggregate `{name}` is only allowed at the top of a `compute` entry"
+                        ),
+                        Some(name),
+                    )),
                     _ => return Err(unknown_function(name, WHERE_FUNCTIONS)),
                 };
                 want(2)?;
-                let args = args.iter().map(|a| Expr::compile(a, signal)).collect::<Result<_, _>>()?;
+                let args = args
+                    .iter()
+                    .map(|a| Expr::compile(a, signal))
+                    .collect::<Result<_, _>>()?;
                 Expr::Call(func, args)
             }
-            other => return Err(ExprError::new(format!("operator {other:?} is not allowed here"), None)),
+            other => {
+                return Err(ExprError::new(
+                    format!("operator {other:?} is not allowed here"),
+                    None,
+                ))
+            }
         })
     }
 
@@ -198,7 +249,8 @@ impl Expr {
             },
             Expr::Bin(op, a, b) => return eval_bin(*op, a, b, ev),
             Expr::Call(f, args) => {
-                let (Some(Val::Str(s)), Some(Val::Str(arg))) = (args[0].eval(ev), args[1].eval(ev)) else {
+                let (Some(Val::Str(s)), Some(Val::Str(arg))) = (args[0].eval(ev), args[1].eval(ev))
+                else {
                     return Some(Val::Bool(false));
                 };
                 Val::Bool(match f {
@@ -269,7 +321,9 @@ fn cmp(op: BinOp, o: Option<std::cmp::Ordering>) -> bool {
 
 /// The arguments of a function call node: `f()`, `f(a)` or `f(a, b, …)`.
 pub fn call_args(node: &Node) -> Vec<&Node> {
-    let Some(root) = node.children().first() else { return vec![] };
+    let Some(root) = node.children().first() else {
+        return vec![];
+    };
     match root.children() {
         [] => vec![],
         [t] if matches!(t.operator(), Operator::Tuple) => t.children().iter().map(unroot).collect(),
@@ -313,7 +367,11 @@ fn edit_distance(a: &str, b: &str) -> usize {
     for (i, ca) in a.chars().enumerate() {
         let mut cur = vec![i + 1];
         for (j, cb) in b.iter().enumerate() {
-            cur.push((prev[j] + usize::from(ca != *cb)).min(prev[j + 1] + 1).min(cur[j] + 1));
+            cur.push(
+                (prev[j] + usize::from(ca != *cb))
+                    .min(prev[j + 1] + 1)
+                    .min(cur[j] + 1),
+            );
         }
         prev = cur;
     }
@@ -360,11 +418,21 @@ pub enum FastVal {
 impl Fast {
     fn compile(node: &Node, slot: &dyn Fn(&str) -> Option<usize>) -> Option<Fast> {
         let kids = node.children();
-        let bin = |op| Some(Fast::Bin(op, Box::new(Fast::compile(&kids[0], slot)?), Box::new(Fast::compile(&kids[1], slot)?)));
+        let bin = |op| {
+            Some(Fast::Bin(
+                op,
+                Box::new(Fast::compile(&kids[0], slot)?),
+                Box::new(Fast::compile(&kids[1], slot)?),
+            ))
+        };
         match node.operator() {
             Operator::RootNode if kids.len() == 1 => Fast::compile(&kids[0], slot),
-            Operator::Const { value: Value::Float(f) } => Some(Fast::Num(*f)),
-            Operator::Const { value: Value::Boolean(b) } => Some(Fast::Bool(*b)),
+            Operator::Const {
+                value: Value::Float(f),
+            } => Some(Fast::Num(*f)),
+            Operator::Const {
+                value: Value::Boolean(b),
+            } => Some(Fast::Bool(*b)),
             Operator::VariableIdentifierRead { identifier } => slot(identifier).map(Fast::Slot),
             Operator::Not => Some(Fast::Not(Box::new(Fast::compile(&kids[0], slot)?))),
             Operator::Neg => Some(Fast::Neg(Box::new(Fast::compile(&kids[0], slot)?))),
@@ -431,7 +499,12 @@ pub fn agg_var(i: usize) -> String {
 impl Formula {
     /// Compiles a `compute` entry: each aggregate call becomes a variable
     /// bound to its slot in `aggs`; other variables must be in `names`.
-    pub fn compute(src: &str, signal: Signal, names: &[String], aggs: &mut Vec<AggCall>) -> Result<Formula, ExprError> {
+    pub fn compute(
+        src: &str,
+        signal: Signal,
+        names: &[String],
+        aggs: &mut Vec<AggCall>,
+    ) -> Result<Formula, ExprError> {
         let mut tree = parse(src)?;
         lift_aggregates(&mut tree, signal, aggs)?;
         let slot = |v: &str| slot_of(v, names);
@@ -459,14 +532,22 @@ impl Formula {
         match f.tree.eval_with_context(&ctx) {
             Ok(Value::Boolean(_)) => Ok(f),
             Ok(v) => Err(ExprError::new(
-                format!("a condition must be true or false, but this gives {}", type_name(&v)),
+                format!(
+                    "a condition must be true or false, but this gives {}",
+                    type_name(&v)
+                ),
                 None,
             )),
             Err(e) => Err(ExprError::new(format!("{e}"), None)),
         }
     }
 
-    fn check_names(&self, names: &[String], labels: &[String], what: &str) -> Result<(), ExprError> {
+    fn check_names(
+        &self,
+        names: &[String],
+        labels: &[String],
+        what: &str,
+    ) -> Result<(), ExprError> {
         for f in self.tree.iter_function_identifiers() {
             if !FORMULA_FUNCTIONS.contains(&f) {
                 let mut known: Vec<&str> = FORMULA_FUNCTIONS.to_vec();
@@ -483,7 +564,10 @@ impl Formula {
             }
         }
         for v in self.tree.iter_read_variable_identifiers() {
-            if v.starts_with("__agg") || names.iter().any(|n| n == v) || labels.iter().any(|l| l == v) {
+            if v.starts_with("__agg")
+                || names.iter().any(|n| n == v)
+                || labels.iter().any(|l| l == v)
+            {
                 continue;
             }
             let mut msg = format!("undefined variable `{v}` in {what}");
@@ -534,7 +618,11 @@ fn type_name(v: &Value) -> &'static str {
 }
 
 /// Replaces each aggregate call with a variable naming its slot.
-fn lift_aggregates(node: &mut Node, signal: Signal, aggs: &mut Vec<AggCall>) -> Result<(), ExprError> {
+fn lift_aggregates(
+    node: &mut Node,
+    signal: Signal,
+    aggs: &mut Vec<AggCall>,
+) -> Result<(), ExprError> {
     if let Operator::FunctionIdentifier { identifier } = node.operator() {
         let name = identifier.clone();
         if AGGREGATES.contains(&name.as_str()) {
@@ -544,7 +632,10 @@ fn lift_aggregates(node: &mut Node, signal: Signal, aggs: &mut Vec<AggCall>) -> 
                 if n == want {
                     Ok(())
                 } else {
-                    Err(ExprError::new(format!("`{name}` takes {want} argument(s): {usage}"), Some(&name)))
+                    Err(ExprError::new(
+                        format!("`{name}` takes {want} argument(s): {usage}"),
+                        Some(&name),
+                    ))
                 }
             };
             let (kind, arg) = match name.as_str() {
@@ -564,14 +655,29 @@ fn lift_aggregates(node: &mut Node, signal: Signal, aggs: &mut Vec<AggCall>) -> 
                 "percentile" => {
                     arity(2, "percentile(x, q) with q from 0 to 100")?;
                     let q = match args[1].operator() {
-                        Operator::Const { value: Value::Float(q) } => *q,
-                        Operator::Const { value: Value::Int(q) } => *q as f64,
-                        _ => return Err(ExprError::new("percentile's q must be a number literal", Some(&name))),
+                        Operator::Const {
+                            value: Value::Float(q),
+                        } => *q,
+                        Operator::Const {
+                            value: Value::Int(q),
+                        } => *q as f64,
+                        _ => {
+                            return Err(ExprError::new(
+                                "percentile's q must be a number literal",
+                                Some(&name),
+                            ))
+                        }
                     };
                     if !(0.0..=100.0).contains(&q) {
-                        return Err(ExprError::new(format!("percentile q must be from 0 to 100, not {q}"), Some(&name)));
+                        return Err(ExprError::new(
+                            format!("percentile q must be from 0 to 100, not {q}"),
+                            Some(&name),
+                        ));
                     }
-                    (AggKind::Percentile(q), Some(Expr::compile(args[0], signal)?))
+                    (
+                        AggKind::Percentile(q),
+                        Some(Expr::compile(args[0], signal)?),
+                    )
                 }
                 other => {
                     arity(1, &format!("{other}(x)"))?;
@@ -587,7 +693,9 @@ fn lift_aggregates(node: &mut Node, signal: Signal, aggs: &mut Vec<AggCall>) -> 
             // `min(a, b)`/`max(a, b)` with two arguments stay evalexpr's built-ins.
             if !(matches!(name.as_str(), "min" | "max") && n == 2) {
                 aggs.push(AggCall { kind, arg });
-                *node.operator_mut() = Operator::VariableIdentifierRead { identifier: agg_var(aggs.len() - 1) };
+                *node.operator_mut() = Operator::VariableIdentifierRead {
+                    identifier: agg_var(aggs.len() - 1),
+                };
                 node.children_mut().clear();
                 return Ok(());
             }
@@ -640,7 +748,8 @@ mod tests {
 
     #[test]
     fn where_rejects_unknown_functions_with_a_suggestion() {
-        let err = Expr::compile(&parse(r#"contians(message, "x")"#).unwrap(), Signal::Log).unwrap_err();
+        let err =
+            Expr::compile(&parse(r#"contians(message, "x")"#).unwrap(), Signal::Log).unwrap_err();
         assert!(err.message.contains("did you mean `contains`"), "{err:?}");
         assert_eq!(err.token.as_deref(), Some("contians"));
         let err = Expr::compile(&parse("count() > 1").unwrap(), Signal::Log).unwrap_err();
@@ -651,16 +760,32 @@ mod tests {
     fn compute_lifts_aggregates_into_slots() {
         let mut aggs = Vec::new();
         let names = vec![];
-        Formula::compute("count(status_code >= 500) / count() * 100", Signal::Log, &names, &mut aggs).unwrap();
+        Formula::compute(
+            "count(status_code >= 500) / count() * 100",
+            Signal::Log,
+            &names,
+            &mut aggs,
+        )
+        .unwrap();
         assert_eq!(aggs.len(), 2);
         assert_eq!(aggs[0].kind, AggKind::Count);
         assert!(aggs[0].arg.is_some() && aggs[1].arg.is_none());
         let err = Formula::compute("avgg(value)", Signal::Metric, &names, &mut aggs).unwrap_err();
         assert!(err.message.contains("did you mean `avg`"), "{err:?}");
-        let err = Formula::compute("percentile(value, 101)", Signal::Metric, &names, &mut aggs).unwrap_err();
+        let err = Formula::compute("percentile(value, 101)", Signal::Metric, &names, &mut aggs)
+            .unwrap_err();
         assert!(err.message.contains("0 to 100"), "{err:?}");
-        let err = Formula::compute("errors / total", Signal::Metric, &["errors".into()], &mut aggs).unwrap_err();
-        assert!(err.message.contains("undefined variable `total`"), "{err:?}");
+        let err = Formula::compute(
+            "errors / total",
+            Signal::Metric,
+            &["errors".into()],
+            &mut aggs,
+        )
+        .unwrap_err();
+        assert!(
+            err.message.contains("undefined variable `total`"),
+            "{err:?}"
+        );
     }
 
     #[test]
@@ -670,9 +795,15 @@ mod tests {
         ctx.set_value("errors".into(), Value::Float(1.0)).unwrap();
         ctx.set_value("total".into(), Value::Float(3.0)).unwrap();
         let mut aggs = Vec::new();
-        let ratio = Formula::compute("errors / total * 100", Signal::Log, &names, &mut aggs).unwrap();
-        let Some(Value::Float(v)) = ratio.eval(&ctx) else { panic!("not a float") };
-        assert!((v - 33.333_333).abs() < 1e-4, "integer division would give 0: {v}");
+        let ratio =
+            Formula::compute("errors / total * 100", Signal::Log, &names, &mut aggs).unwrap();
+        let Some(Value::Float(v)) = ratio.eval(&ctx) else {
+            panic!("not a float")
+        };
+        assert!(
+            (v - 33.333_333).abs() < 1e-4,
+            "integer division would give 0: {v}"
+        );
         let one = Formula::condition("1 == 1.0", &names, &[]).unwrap();
         assert_eq!(one.eval(&ctx), Some(Value::Boolean(true)));
         let int_div = Formula::condition("7 / 2 == 3.5", &names, &[]).unwrap();
@@ -684,8 +815,16 @@ mod tests {
     fn fast_path_agrees_with_evalexpr() {
         let names = vec!["a".to_string(), "b".to_string(), "c".to_string()];
         let srcs = [
-            "a > 80", "a / b * 100", "a / b * 100 > 5 && b >= 20", "!(a < b) || c == 0", "-a + 2 ^ 3",
-            "a % 3 == 1", "1 == 1.0", "a / c", "(a - b) * (a + b) <= c", "a != b && true",
+            "a > 80",
+            "a / b * 100",
+            "a / b * 100 > 5 && b >= 20",
+            "!(a < b) || c == 0",
+            "-a + 2 ^ 3",
+            "a % 3 == 1",
+            "1 == 1.0",
+            "a / c",
+            "(a - b) * (a + b) <= c",
+            "a != b && true",
         ];
         let envs: [[Option<f64>; 3]; 4] = [
             [Some(90.0), Some(30.0), Some(0.0)],
@@ -716,10 +855,15 @@ mod tests {
                 });
                 let quick = fast.eval(&slots);
                 let same = match (slow, quick) {
-                    (Some(FastVal::Num(x)), Some(FastVal::Num(y))) => x == y || (x.is_nan() && y.is_nan()),
+                    (Some(FastVal::Num(x)), Some(FastVal::Num(y))) => {
+                        x == y || (x.is_nan() && y.is_nan())
+                    }
                     (x, y) => x == y,
                 };
-                assert!(same, "{src} with {env:?}: evalexpr {slow:?}, fast {quick:?}");
+                assert!(
+                    same,
+                    "{src} with {env:?}: evalexpr {slow:?}, fast {quick:?}"
+                );
             }
         }
         // Functions and string labels stay with evalexpr.
@@ -739,6 +883,11 @@ mod tests {
         assert!(e.message.contains("true or false"), "{e:?}");
         let e = Formula::condition("avg(cpu) > 80", &names, &[]).unwrap_err();
         assert!(e.message.contains("belongs in `compute`"), "{e:?}");
-        assert!(Formula::condition("cpu > 80 && InstanceId != \"i-1\"", &names, &["InstanceId".into()]).is_ok());
+        assert!(Formula::condition(
+            "cpu > 80 && InstanceId != \"i-1\"",
+            &names,
+            &["InstanceId".into()]
+        )
+        .is_ok());
     }
 }

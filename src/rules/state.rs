@@ -79,7 +79,13 @@ impl Policy {
                 TreatMissing::NotBreaching => AlarmState::Ok,
             };
         }
-        let verdict = |breaching: usize| if breaching >= m { AlarmState::Alarm } else { AlarmState::Ok };
+        let verdict = |breaching: usize| {
+            if breaching >= m {
+                AlarmState::Alarm
+            } else {
+                AlarmState::Ok
+            }
+        };
         if real.len() >= n {
             return verdict(real[real.len() - n..].iter().filter(|b| **b).count());
         }
@@ -105,7 +111,10 @@ fn premature_alarm(range: &[Datapoint], n: usize, m: usize) -> bool {
         return false;
     };
     let age = last_n.len() - oldest;
-    age >= m && last_n[oldest..].iter().all(|d| *d != Datapoint::NotBreaching)
+    age >= m
+        && last_n[oldest..]
+            .iter()
+            .all(|d| *d != Datapoint::NotBreaching)
 }
 
 /// One series' datapoint history and state.
@@ -145,7 +154,8 @@ impl Tracker {
     /// Whether every datapoint in the range is missing: the series has gone
     /// quiet and, in `insufficient_data`, holds nothing worth keeping.
     pub fn is_idle(&self, policy: &Policy) -> bool {
-        self.history.len() == policy.range() && self.history.iter().all(|d| *d == Datapoint::Missing)
+        self.history.len() == policy.range()
+            && self.history.iter().all(|d| *d == Datapoint::Missing)
     }
 }
 
@@ -187,10 +197,19 @@ mod tests {
             ("0 X X - X", [Alarm, Alarm, Alarm, Alarm]),
             ("- - X - -", [Alarm, Alarm, Alarm, Ok]),
         ];
-        let treats = [TreatMissing::Missing, TreatMissing::Ignore, TreatMissing::Breaching, TreatMissing::NotBreaching];
+        let treats = [
+            TreatMissing::Missing,
+            TreatMissing::Ignore,
+            TreatMissing::Breaching,
+            TreatMissing::NotBreaching,
+        ];
         for (range, want) in cases {
             for (t, w) in treats.iter().zip(want) {
-                assert_eq!(policy(3, 3, *t).evaluate(&dps(range), Ok), w, "{range} with {t:?}");
+                assert_eq!(
+                    policy(3, 3, *t).evaluate(&dps(range), Ok),
+                    w,
+                    "{range} with {t:?}"
+                );
             }
         }
     }
@@ -204,12 +223,21 @@ mod tests {
             ("0 - X - -", [Alarm, Alarm, Alarm, Ok]), // premature: X is 3 old, then only gaps
             ("- - - - 0", [Ok, Ok, Alarm, Ok]),
             ("- - - X -", [Alarm, Alarm, Alarm, Ok]), // premature: X is 2 old
-            ("- - X 0 -", [Ok, Ok, Alarm, Ok]), // a newer OK blocks it
+            ("- - X 0 -", [Ok, Ok, Alarm, Ok]),       // a newer OK blocks it
         ];
-        let treats = [TreatMissing::Missing, TreatMissing::Ignore, TreatMissing::Breaching, TreatMissing::NotBreaching];
+        let treats = [
+            TreatMissing::Missing,
+            TreatMissing::Ignore,
+            TreatMissing::Breaching,
+            TreatMissing::NotBreaching,
+        ];
         for (range, want) in cases {
             for (t, w) in treats.iter().zip(want) {
-                assert_eq!(policy(3, 2, *t).evaluate(&dps(range), Ok), w, "{range} with {t:?}");
+                assert_eq!(
+                    policy(3, 2, *t).evaluate(&dps(range), Ok),
+                    w,
+                    "{range} with {t:?}"
+                );
             }
         }
     }
@@ -218,7 +246,10 @@ mod tests {
     fn ignore_keeps_the_state_only_when_everything_is_missing() {
         let p = policy(2, 2, TreatMissing::Ignore);
         assert_eq!(p.evaluate(&dps("- - - -"), Alarm), Alarm);
-        assert_eq!(p.evaluate(&dps("- - - -"), InsufficientData), InsufficientData);
+        assert_eq!(
+            p.evaluate(&dps("- - - -"), InsufficientData),
+            InsufficientData
+        );
         assert_eq!(p.evaluate(&dps("- - - 0"), Alarm), Ok);
     }
 
@@ -226,7 +257,11 @@ mod tests {
     fn only_the_most_recent_n_real_datapoints_count() {
         let p = policy(2, 2, TreatMissing::Missing);
         assert_eq!(p.evaluate(&dps("X X 0 0"), Ok), Ok);
-        assert_eq!(p.evaluate(&dps("0 X - X"), Ok), Alarm, "real ones reach back past the gap");
+        assert_eq!(
+            p.evaluate(&dps("0 X - X"), Ok),
+            Alarm,
+            "real ones reach back past the gap"
+        );
         // Older than N+2 is out of range.
         assert_eq!(p.evaluate(&dps("X X - - - -"), Alarm), InsufficientData);
     }

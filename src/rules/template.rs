@@ -51,7 +51,12 @@ impl Template {
     }
 
     /// Fills the holes. A value the period did not produce renders as `n/a`.
-    pub fn render(&self, values: &Ordered<f64>, labels: &Ordered<String>, builtins: &[(&str, &str)]) -> String {
+    pub fn render(
+        &self,
+        values: &Ordered<f64>,
+        labels: &Ordered<String>,
+        builtins: &[(&str, &str)],
+    ) -> String {
         let mut out = String::new();
         for p in &self.parts {
             match p {
@@ -93,10 +98,17 @@ mod tests {
 
     #[test]
     fn renders_values_labels_and_builtins() {
-        let t = Template::parse("CPU {{cpu}}% on {{ InstanceId }} ({{team}}) {{gone}}", &["cpu", "InstanceId", "team", "gone"]).unwrap();
+        let t = Template::parse(
+            "CPU {{cpu}}% on {{ InstanceId }} ({{team}}) {{gone}}",
+            &["cpu", "InstanceId", "team", "gone"],
+        )
+        .unwrap();
         let values = Ordered(vec![("cpu".into(), 85.333)]);
         let labels = Ordered(vec![("InstanceId".into(), "i-1".into())]);
-        assert_eq!(t.render(&values, &labels, &[("team", "platform")]), "CPU 85.33% on i-1 (platform) n/a");
+        assert_eq!(
+            t.render(&values, &labels, &[("team", "platform")]),
+            "CPU 85.33% on i-1 (platform) n/a"
+        );
     }
 
     #[test]
@@ -109,7 +121,14 @@ mod tests {
 
     #[test]
     fn numbers_read_well() {
-        for (v, s) in [(85.0, "85"), (85.333, "85.33"), (0.05, "0.05"), (1.5, "1.5"), (-0.001, "0"), (f64::NAN, "n/a")] {
+        for (v, s) in [
+            (85.0, "85"),
+            (85.333, "85.33"),
+            (0.05, "0.05"),
+            (1.5, "1.5"),
+            (-0.001, "0"),
+            (f64::NAN, "n/a"),
+        ] {
             assert_eq!(format_number(v), s);
         }
     }

@@ -80,14 +80,23 @@ fn err(file: &Path, n: &Node, msg: impl Into<String>) -> ConfigError {
 impl TestFile {
     pub fn load(path: &Path) -> Result<TestFile, ConfigError> {
         let doc = read_yaml(path)?;
-        let top = Fields::new(path, &doc, "a rule test file", &["rule_files", "lateness", "tests"])?;
+        let top = Fields::new(
+            path,
+            &doc,
+            "a rule test file",
+            &["rule_files", "lateness", "tests"],
+        )?;
         let dir = path.parent().unwrap_or(Path::new("."));
         let rf = top.required("rule_files", "a rule test file")?;
         let rule_files = rf
             .as_seq()
             .ok_or_else(|| top.wrong(rf, "rule_files", "a rule test file", "a list of paths"))?
             .iter()
-            .map(|n| n.as_str().map(|s| dir.join(s)).ok_or_else(|| err(path, n, "a rule file path must be a string")))
+            .map(|n| {
+                n.as_str()
+                    .map(|s| dir.join(s))
+                    .ok_or_else(|| err(path, n, "a rule file path must be a string"))
+            })
             .collect::<Result<Vec<_>, _>>()?;
         let lateness = match top.str("lateness", "a rule test file")? {
             Some((s, n)) => parse_duration(s).map_err(|m| err(path, n, m))?,
@@ -128,8 +137,14 @@ impl TestFile {
                     errors.push(ConfigError::new(
                         ErrorKind::Invalid,
                         &self.path,
-                        crate::config::Pos { line: e.line, col: 1 },
-                        format!("test `{}` expects rule `{}`, which the rule_files do not define", c.name, e.rule),
+                        crate::config::Pos {
+                            line: e.line,
+                            col: 1,
+                        },
+                        format!(
+                            "test `{}` expects rule `{}`, which the rule_files do not define",
+                            c.name, e.rule
+                        ),
                     ));
                 }
             }
@@ -147,7 +162,12 @@ impl TestFile {
         let mut report = Report::default();
         for c in &self.cases {
             let set = self.rules()?;
-            let mut engine = Engine::new(set, Options { lateness: self.lateness });
+            let mut engine = Engine::new(
+                set,
+                Options {
+                    lateness: self.lateness,
+                },
+            );
             let mut changes: Vec<StateChange> = Vec::new();
             let mut events = c.events.clone();
             events.sort_by_key(|(t, _, _)| *t);
@@ -156,7 +176,10 @@ impl TestFile {
                     vec![ConfigError::new(
                         ErrorKind::Schema,
                         &self.path,
-                        crate::config::Pos { line: *line, col: 1 },
+                        crate::config::Pos {
+                            line: *line,
+                            col: 1,
+                        },
                         format!("test `{}`: the input makes an invalid event: {e}", c.name),
                     )]
                 })?;
@@ -166,8 +189,10 @@ impl TestFile {
             let mut ok = true;
             for e in &c.expect {
                 let at = c.start + e.at;
-                let history: Vec<&StateChange> =
-                    changes.iter().filter(|ch| ch.rule == e.rule && same_labels(&ch.labels, &e.labels)).collect();
+                let history: Vec<&StateChange> = changes
+                    .iter()
+                    .filter(|ch| ch.rule == e.rule && same_labels(&ch.labels, &e.labels))
+                    .collect();
                 let got = history
                     .iter()
                     .filter(|ch| ch.period_end <= at)
@@ -226,7 +251,12 @@ fn show_labels(l: &Ordered<String>) -> String {
 
 fn parse_case(path: &Path, node: &Node) -> Result<Case, ConfigError> {
     let what = "a test";
-    let f = Fields::new(path, node, what, &["name", "start", "interval", "input", "expect"])?;
+    let f = Fields::new(
+        path,
+        node,
+        what,
+        &["name", "start", "interval", "input", "expect"],
+    )?;
     let (name, _) = f.required_str("name", what)?;
     let start = match f.str("start", what)? {
         Some((s, n)) => crate::decode::time::parse_rfc3339(s).map_err(|m| err(path, n, m))?,
@@ -238,13 +268,25 @@ fn parse_case(path: &Path, node: &Node) -> Result<Case, ConfigError> {
     };
     let mut events = Vec::new();
     let input = f.required("input", what)?;
-    for item in input.as_seq().ok_or_else(|| f.wrong(input, "input", what, "a list"))? {
+    for item in input
+        .as_seq()
+        .ok_or_else(|| f.wrong(input, "input", what, "a list"))?
+    {
         let w = "an input series";
-        let s = Fields::new(path, item, w, &["event", "values", "counts", "set", "interval", "offset"])?;
+        let s = Fields::new(
+            path,
+            item,
+            w,
+            &["event", "values", "counts", "set", "interval", "offset"],
+        )?;
         let ev_node = s.required("event", w)?;
         let template = to_json(ev_node);
         let Json::Object(template) = template else {
-            return Err(err(path, ev_node, "`event` must be a mapping: one event, as JSON would write it"));
+            return Err(err(
+                path,
+                ev_node,
+                "`event` must be a mapping: one event, as JSON would write it",
+            ));
         };
         let step = match s.str("interval", w)? {
             Some((v, n)) => parse_duration(v).map_err(|m| err(path, n, m))?,
@@ -254,11 +296,20 @@ fn parse_case(path: &Path, node: &Node) -> Result<Case, ConfigError> {
             Some((v, n)) => parse_duration(v).map_err(|m| err(path, n, m))?,
             None => 0,
         };
-        let kind = template.get("kind").and_then(Json::as_str).unwrap_or("metric");
+        let kind = template
+            .get("kind")
+            .and_then(Json::as_str)
+            .unwrap_or("metric");
         let (series, counts) = match (s.str("values", w)?, s.str("counts", w)?) {
             (Some((v, n)), None) => (parse_series(v).map_err(|m| err(path, n, m))?, false),
             (None, Some((v, n))) => (parse_series(v).map_err(|m| err(path, n, m))?, true),
-            _ => return Err(err(path, item, "an input series needs exactly one of `values` or `counts`")),
+            _ => {
+                return Err(err(
+                    path,
+                    item,
+                    "an input series needs exactly one of `values` or `counts`",
+                ))
+            }
         };
         let set = match s.str("set", w)? {
             Some((v, _)) => v.to_string(),
@@ -284,7 +335,13 @@ fn parse_case(path: &Path, node: &Node) -> Result<Case, ConfigError> {
                             ev.insert(set.clone(), num);
                         }
                         _ => {
-                            let bag = if kind == "log" { "fields" } else if kind == "span" { "attributes" } else { "labels" };
+                            let bag = if kind == "log" {
+                                "fields"
+                            } else if kind == "span" {
+                                "attributes"
+                            } else {
+                                "labels"
+                            };
                             let entry = ev.entry(bag).or_insert_with(|| Json::Object(Map::new()));
                             if let Json::Object(m) = entry {
                                 m.insert(set.clone(), num);
@@ -298,19 +355,33 @@ fn parse_case(path: &Path, node: &Node) -> Result<Case, ConfigError> {
     }
     let mut expect = Vec::new();
     if let Some(en) = f.get("expect") {
-        for e in en.as_seq().ok_or_else(|| f.wrong(en, "expect", what, "a list"))? {
+        for e in en
+            .as_seq()
+            .ok_or_else(|| f.wrong(en, "expect", what, "a list"))?
+        {
             let w = "an expectation";
             let x = Fields::new(path, e, w, &["at", "rule", "labels", "state"])?;
             let (at_s, at_n) = x.required_str("at", w)?;
             let at = parse_duration(at_s).map_err(|m| err(path, at_n, m))?;
             let (rule, _) = x.required_str("rule", w)?;
             let (state_s, state_n) = x.required_str("state", w)?;
-            let state = AlarmState::parse(state_s)
-                .ok_or_else(|| err(path, state_n, "`state` must be ok, alarm or insufficient_data"))?;
+            let state = AlarmState::parse(state_s).ok_or_else(|| {
+                err(
+                    path,
+                    state_n,
+                    "`state` must be ok, alarm or insufficient_data",
+                )
+            })?;
             let mut labels = Vec::new();
             if let Some(ln) = x.get("labels") {
-                for (k, v) in ln.as_map().ok_or_else(|| x.wrong(ln, "labels", w, "a mapping"))? {
-                    labels.push((k.as_str().unwrap_or_default().to_string(), v.as_str().unwrap_or_default().to_string()));
+                for (k, v) in ln
+                    .as_map()
+                    .ok_or_else(|| x.wrong(ln, "labels", w, "a mapping"))?
+                {
+                    labels.push((
+                        k.as_str().unwrap_or_default().to_string(),
+                        v.as_str().unwrap_or_default().to_string(),
+                    ));
                 }
             }
             expect.push(Expect {
@@ -343,7 +414,10 @@ pub fn parse_series(s: &str) -> Result<Vec<Option<f64>>, String> {
         let v = if v == "_" {
             None
         } else {
-            Some(v.parse::<f64>().map_err(|_| format!("bad value {tok:?}: expected a number, `_`, or `NxK`"))?)
+            Some(
+                v.parse::<f64>()
+                    .map_err(|_| format!("bad value {tok:?}: expected a number, `_`, or `NxK`"))?,
+            )
         };
         out.extend(std::iter::repeat_n(v, n));
     }
@@ -353,7 +427,10 @@ pub fn parse_series(s: &str) -> Result<Vec<Option<f64>>, String> {
 /// A YAML node as JSON; plain scalars that read as numbers or booleans are.
 fn to_json(n: &Node) -> Json {
     match &n.value {
-        Value::Scalar { text, quoted: false } => {
+        Value::Scalar {
+            text,
+            quoted: false,
+        } => {
             if let Ok(i) = text.parse::<i64>() {
                 Json::from(i)
             } else if let Some(f) = text.parse::<f64>().ok().and_then(Number::from_f64) {
@@ -384,7 +461,18 @@ mod tests {
 
     #[test]
     fn series_notation() {
-        assert_eq!(parse_series("50 85x2 _ _x2 1.5").unwrap(), vec![Some(50.0), Some(85.0), Some(85.0), None, None, None, Some(1.5)]);
+        assert_eq!(
+            parse_series("50 85x2 _ _x2 1.5").unwrap(),
+            vec![
+                Some(50.0),
+                Some(85.0),
+                Some(85.0),
+                None,
+                None,
+                None,
+                Some(1.5)
+            ]
+        );
         assert!(parse_series("5 y").is_err());
     }
 
@@ -412,7 +500,10 @@ mod tests {
         assert_eq!(report.passed, 0);
         assert_eq!(report.failures.len(), 1, "{:?}", report.failures);
         let msg = &report.failures[0].message;
-        assert!(msg.contains("expected: alarm") && msg.contains("got: ok"), "{msg}");
+        assert!(
+            msg.contains("expected: alarm") && msg.contains("got: ok"),
+            "{msg}"
+        );
         assert!(msg.contains("3m ok → alarm"), "{msg}");
         std::fs::remove_dir_all(&dir).ok();
     }

@@ -24,7 +24,9 @@ impl std::fmt::Debug for AggState {
             AggState::Min(m) => write!(f, "Min({m:?})"),
             AggState::Max(m) => write!(f, "Max({m:?})"),
             AggState::Ratio { hits, n } => write!(f, "Ratio({hits}/{n})"),
-            AggState::Percentile { q, sketch } => write!(f, "Percentile(q={q}, n={})", sketch.count()),
+            AggState::Percentile { q, sketch } => {
+                write!(f, "Percentile(q={q}, n={})", sketch.count())
+            }
         }
     }
 }
@@ -98,7 +100,9 @@ impl AggState {
             (AggKind::Sum, AggState::Sum { sum, n }) => (*n > 0).then_some(*sum),
             (AggKind::Avg, AggState::Sum { sum, n }) => (*n > 0).then(|| sum / *n as f64),
             (AggKind::Min, AggState::Min(m)) | (AggKind::Max, AggState::Max(m)) => *m,
-            (AggKind::Ratio, AggState::Ratio { hits, n }) => (*n > 0).then(|| *hits as f64 / *n as f64),
+            (AggKind::Ratio, AggState::Ratio { hits, n }) => {
+                (*n > 0).then(|| *hits as f64 / *n as f64)
+            }
             (AggKind::Percentile(_), AggState::Percentile { q, sketch }) => {
                 let v = sketch.quantile(q / 100.0).ok().flatten()?;
                 // The sketch reports a bucket's midpoint; keep it inside what was seen.
@@ -182,7 +186,11 @@ mod tests {
             let exact = values[((q / 100.0) * (values.len() - 1) as f64) as usize];
             let got = st.finish(AggKind::Percentile(q), 60.0).unwrap();
             let err = (got - exact).abs() / exact;
-            assert!(err <= 0.01, "p{q}: sketch {got} vs exact {exact}: {:.4}% off", err * 100.0);
+            assert!(
+                err <= 0.01,
+                "p{q}: sketch {got} vs exact {exact}: {:.4}% off",
+                err * 100.0
+            );
         }
     }
 

@@ -33,11 +33,15 @@ impl Bins {
         let i = match self.bins.iter().position(|(s, _)| *s >= start) {
             Some(i) if self.bins[i].0 == start => i,
             Some(i) => {
-                self.bins.insert(i, (start, kinds.iter().map(|k| AggState::new(*k)).collect()));
+                self.bins.insert(
+                    i,
+                    (start, kinds.iter().map(|k| AggState::new(*k)).collect()),
+                );
                 i
             }
             None => {
-                self.bins.push((start, kinds.iter().map(|k| AggState::new(*k)).collect()));
+                self.bins
+                    .push((start, kinds.iter().map(|k| AggState::new(*k)).collect()));
                 self.bins.len() - 1
             }
         };
@@ -79,7 +83,11 @@ pub struct Cursor {
 
 impl Cursor {
     pub fn new(period: Millis, lateness: Millis) -> Self {
-        Cursor { period, lateness, next: None }
+        Cursor {
+            period,
+            lateness,
+            next: None,
+        }
     }
 
     pub fn period(&self) -> Millis {
@@ -143,14 +151,14 @@ mod tests {
     fn cursor_closes_a_period_only_after_an_event_past_end_plus_lateness() {
         // (lateness, first event, watermark, periods expected to close)
         let cases: &[(Millis, Millis, Millis, &[Millis])] = &[
-            (0, 10_000, 60_000, &[]),            // exactly at the end: not yet
-            (0, 10_000, 60_001, &[0]),           // later than the end
+            (0, 10_000, 60_000, &[]),  // exactly at the end: not yet
+            (0, 10_000, 60_001, &[0]), // later than the end
             // With 30 s lateness an event at 0:10 may still belong to the
             // period before 0:00, so the cursor starts there.
-            (30_000, 10_000, 90_000, &[-MIN]),   // 0:00 end + lateness: not yet
+            (30_000, 10_000, 90_000, &[-MIN]), // 0:00 end + lateness: not yet
             (30_000, 10_000, 90_001, &[-MIN, 0]),
             (0, 10_000, 3 * MIN + 1, &[0, MIN, 2 * MIN]), // a jump closes each period in order
-            (30_000, 100_000, 100_000, &[]),     // first event 1:40 with 30 s lateness: 1:00 still open
+            (30_000, 100_000, 100_000, &[]), // first event 1:40 with 30 s lateness: 1:00 still open
         ];
         for (lateness, first, wm, want) in cases {
             let mut c = Cursor::new(MIN, *lateness);
@@ -159,7 +167,10 @@ mod tests {
             while let Some(s) = c.pop_due(*wm) {
                 got.push(s);
             }
-            assert_eq!(&got, want, "lateness {lateness}, first {first}, watermark {wm}");
+            assert_eq!(
+                &got, want,
+                "lateness {lateness}, first {first}, watermark {wm}"
+            );
         }
     }
 
