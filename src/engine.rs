@@ -14,7 +14,7 @@ use std::hash::{Hash, Hasher};
 use evalexpr::{ContextWithMutableVariables, HashMapContext, Value};
 use rustc_hash::{FxHashMap, FxHasher};
 
-use crate::config::rules::DEFAULT_LATENESS;
+use crate::config::rules::{DEFAULT_LATENESS, MAX_GROUP_BY};
 use crate::config::{Rule, RuleSet};
 use crate::model::{
     change_id, fingerprint, AggInput, AggKind, AlarmState, Datapoint, Event, Millis, Ordered,
@@ -261,23 +261,24 @@ impl RuleRuntime {
             self.stats.late += 1;
             return;
         }
+        // Evaluate each group_by value once: it feeds the hash and the key match.
+        let mut vals: [Option<Val>; MAX_GROUP_BY] = [None; MAX_GROUP_BY];
         let mut h = FxHasher::default();
-        for (_, e) in &rule.group_by {
-            match e.eval(ev) {
+        for (slot, (_, e)) in vals.iter_mut().zip(&rule.group_by) {
+            *slot = e.eval(ev);
+            match *slot {
                 None => 0u8.hash(&mut h),
                 Some(Val::Str(s)) => s.hash(&mut h),
                 Some(Val::Num(n)) => n.to_bits().hash(&mut h),
                 Some(Val::Bool(b)) => b.hash(&mut h),
             }
         }
+        let vals = &vals[..rule.group_by.len()];
         let start = period_start(t, rule.period);
         let bucket = self.series.entry(h.finish()).or_default();
-        let pos = bucket.iter().position(|s| {
-            s.key
-                .iter()
-                .zip(&rule.group_by)
-                .all(|(k, (_, e))| k.matches(e.eval(ev)))
-        });
+        let pos = bucket
+            .iter()
+            .position(|s| s.key.iter().zip(vals).all(|(k, v)| k.matches(*v)));
         let series = match pos {
             Some(i) => &mut bucket[i],
             None => {
@@ -412,11 +413,10 @@ fn evaluate_fast(rule: &Rule, states: &[AggState], secs: f64) -> (Datapoint, Ord
             values.push((name.clone(), v));
         }
     }
-    let dp = match rule.condition.fast().and_then(|f| f.eval(&slots)) {
-        Some(FastVal::Bool(true)) => Datapoint::Breaching,
-        Some(FastVal::Bool(false)) => Datapoint::NotBreaching,
-        _ => Datapoint::Missing,
-    };
+    let dp = datapoint(match rule.condition.fast().and_then(|f| f.eval(&slots)) {
+        Some(FastVal::Bool(b)) => Some(b),
+        _ => None,
+    });
     (dp, Ordered(values))
 }
 
@@ -445,10 +445,18 @@ fn evaluate_evalexpr(
     for (k, v) in &labels.0 {
         let _ = ctx.set_value(k.clone(), Value::String(v.clone()));
     }
-    let dp = match rule.condition.eval(&ctx) {
-        Some(Value::Boolean(true)) => Datapoint::Breaching,
-        Some(Value::Boolean(false)) => Datapoint::NotBreaching,
-        _ => Datapoint::Missing,
-    };
+    let dp = datapoint(match rule.condition.eval(&ctx) {
+        Some(Value::Boolean(b)) => Some(b),
+        _ => None,
+    });
     (dp, Ordered(values))
+}
+
+/// A condition's verdict; `None` (a value it needs is missing) is a missing datapoint.
+fn datapoint(breaching: Option<bool>) -> Datapoint {
+    match breaching {
+        Some(true) => Datapoint::Breaching,
+        Some(false) => Datapoint::NotBreaching,
+        None => Datapoint::Missing,
+    }
 }

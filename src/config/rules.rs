@@ -14,6 +14,9 @@ use crate::rules::template::{Template, BUILTIN_VARS};
 /// for stragglers before it closes the period.
 pub const DEFAULT_LATENESS: Millis = 30_000;
 
+/// The most `group_by` names a rule may have (the engine keeps them on the stack).
+pub const MAX_GROUP_BY: usize = 8;
+
 /// A compiled rule.
 #[derive(Clone, Debug)]
 pub struct Rule {
@@ -217,6 +220,13 @@ fn compile_rule(file: &Path, team: &str, node: &Node) -> Result<Rule, ConfigErro
                     item,
                     ErrorKind::Schema,
                     format!("group_by takes names, not expressions: {label:?}"),
+                ));
+            }
+            if group_by.len() == MAX_GROUP_BY {
+                return Err(err(
+                    item,
+                    ErrorKind::Invalid,
+                    format!("group_by takes at most {MAX_GROUP_BY} names"),
                 ));
             }
             group_by.push((label.to_string(), e));

@@ -208,12 +208,14 @@ impl Expr {
                         })?;
                         Func::Matches(re)
                     }
-                    _ if AGGREGATES.contains(&name) => return Err(ExprError::new(
-                        format!(
+                    _ if AGGREGATES.contains(&name) => {
+                        return Err(ExprError::new(
+                            format!(
                             "aggregate `{name}` is only allowed at the top of a `compute` entry"
                         ),
-                        Some(name),
-                    )),
+                            Some(name),
+                        ))
+                    }
                     _ => return Err(unknown_function(name, WHERE_FUNCTIONS)),
                 };
                 want(2)?;
