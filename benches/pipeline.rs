@@ -121,7 +121,7 @@ fn bench(c: &mut Criterion) {
             || {
                 // A warm engine: every series exists and has been evaluated
                 // (its first ok/alarm change is behind it), as in a running service.
-                let mut engine = Engine::new(set.clone(), Options { lateness: 0 });
+                let mut engine = Engine::new(set.clone(), Options::with_lateness(0));
                 let mut out = Vec::new();
                 for e in &warm {
                     engine.ingest(&JsonDecoder.decode(e).unwrap(), &mut out);

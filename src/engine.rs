@@ -29,12 +29,26 @@ use crate::window::{period_start, AggState, Bins, Cursor};
 pub struct Options {
     /// How long after a period's end to wait for late events (default 30 s).
     pub lateness: Millis,
+    /// Whether each event's time advances the watermark (a single ordered
+    /// input: `replay`). `klaxon run` turns this off and drives time with
+    /// [`Engine::advance_to`] from the watermark of all its partitions.
+    pub follow_events: bool,
 }
 
 impl Default for Options {
     fn default() -> Self {
         Options {
             lateness: DEFAULT_LATENESS,
+            follow_events: true,
+        }
+    }
+}
+
+impl Options {
+    pub fn with_lateness(lateness: Millis) -> Self {
+        Options {
+            lateness,
+            ..Options::default()
         }
     }
 }
@@ -117,67 +131,154 @@ struct RuleRuntime {
 
 /// The windowing and rule-evaluation engine.
 pub struct Engine {
+    opts: Options,
     rules: Vec<RuleRuntime>,
     by_signal: [Vec<usize>; 3],
+    /// Event time up to which periods have been closed.
     watermark: Option<Millis>,
+    /// The first event time seen: the cursors start there.
+    first_event: Option<Millis>,
+    /// The latest event time seen.
     last_event: Option<Millis>,
+    /// Periods that a watermark this far along had already closed produce
+    /// no state changes: another run published them (a rebuild after a
+    /// rebalance or restart re-reads them only to rebuild state).
+    published_through: Option<Millis>,
+    /// Fingerprint hashes of series created since the last
+    /// [`take_new_series`](Self::take_new_series).
+    new_series: Vec<u64>,
 }
 
 impl Engine {
     pub fn new(set: RuleSet, opts: Options) -> Engine {
-        let mut by_signal: [Vec<usize>; 3] = Default::default();
-        let rules = set
-            .rules
-            .into_iter()
-            .enumerate()
-            .map(|(i, rule)| {
-                by_signal[rule.signal.index()].push(i);
-                RuleRuntime {
-                    kinds: rule.aggs.iter().map(|a| a.kind).collect(),
-                    cursor: Cursor::new(rule.period, rule.lateness.unwrap_or(opts.lateness)),
-                    series: FxHashMap::default(),
-                    stats: RuleStats {
-                        rule: rule.name.clone(),
-                        ..Default::default()
-                    },
-                    rule,
-                }
-            })
-            .collect();
-        Engine {
-            rules,
-            by_signal,
+        let mut engine = Engine {
+            opts,
+            rules: Vec::new(),
+            by_signal: Default::default(),
             watermark: None,
+            first_event: None,
             last_event: None,
+            published_through: None,
+            new_series: Vec::new(),
+        };
+        engine.replace_rules(set);
+        engine
+    }
+
+    fn runtime(&self, rule: Rule) -> RuleRuntime {
+        let mut cursor = Cursor::new(rule.period, rule.lateness.unwrap_or(self.opts.lateness));
+        if let Some(t) = self.first_event {
+            cursor.start_at(self.watermark.unwrap_or(t).max(t));
+        }
+        RuleRuntime {
+            kinds: rule.aggs.iter().map(|a| a.kind).collect(),
+            cursor,
+            series: FxHashMap::default(),
+            stats: RuleStats {
+                rule: rule.name.clone(),
+                ..Default::default()
+            },
+            rule,
         }
     }
 
-    /// The latest event time seen.
+    /// Swaps in a new rule set (a reload). A rule whose name and definition
+    /// are unchanged keeps its open windows and alarm states; a changed or
+    /// new rule starts fresh from the current event time; a removed rule's
+    /// state is dropped.
+    pub fn replace_rules(&mut self, set: RuleSet) {
+        let mut old: Vec<Option<RuleRuntime>> = std::mem::take(&mut self.rules)
+            .into_iter()
+            .map(Some)
+            .collect();
+        let mut rules = Vec::with_capacity(set.rules.len());
+        for rule in set.rules {
+            let kept = old.iter_mut().find(|o| {
+                o.as_ref()
+                    .is_some_and(|o| o.rule.name == rule.name && o.rule.digest == rule.digest)
+            });
+            match kept.and_then(Option::take) {
+                Some(mut rt) => {
+                    rt.rule = rule; // same definition; file path may have moved
+                    rules.push(rt);
+                }
+                None => rules.push(self.runtime(rule)),
+            }
+        }
+        self.by_signal = Default::default();
+        for (i, r) in rules.iter().enumerate() {
+            self.by_signal[r.rule.signal.index()].push(i);
+        }
+        self.rules = rules;
+    }
+
+    /// Event time up to which periods have been closed (with
+    /// `follow_events`, the latest event time seen).
     pub fn watermark(&self) -> Option<Millis> {
         self.watermark
     }
 
-    /// Feeds one event; state changes of periods it closes go to `out`.
-    pub fn ingest(&mut self, ev: &Event, out: &mut Vec<StateChange>) {
+    /// The latest event time seen.
+    pub fn last_event(&self) -> Option<Millis> {
+        self.last_event
+    }
+
+    /// Suppresses the state changes of periods that a watermark at `t` had
+    /// closed: they were published before (see `klaxon run`'s offsets).
+    pub fn set_published_through(&mut self, t: Option<Millis>) {
+        self.published_through = t;
+    }
+
+    /// The oldest event time the engine still needs: the start of the
+    /// oldest period that is open, or that the next evaluation of a rule
+    /// reads (its last N+2 periods). Events before it can be forgotten, so
+    /// a consumer may commit past them. `None` before the first event.
+    pub fn needed_since(&self) -> Option<Millis> {
+        self.rules
+            .iter()
+            .filter_map(|r| {
+                let next = r.cursor.next_start()?;
+                Some(next - r.rule.period * r.rule.policy.range() as Millis)
+            })
+            .min()
+    }
+
+    /// Fingerprint hashes of the series created since the last call.
+    pub fn take_new_series(&mut self) -> Vec<u64> {
+        std::mem::take(&mut self.new_series)
+    }
+
+    /// Feeds one event; with `follow_events`, state changes of the periods
+    /// its time closes go to `out`. Returns whether the event came too late
+    /// for some rule that matched it (it was counted and dropped there).
+    pub fn ingest(&mut self, ev: &Event, out: &mut Vec<StateChange>) -> bool {
         let t = ev.time();
-        if self.watermark.is_none() {
+        if self.first_event.is_none() {
+            self.first_event = Some(t);
             for r in &mut self.rules {
                 r.cursor.start_at(t);
             }
         }
-        if self.watermark.is_none_or(|w| t > w) {
-            self.watermark = Some(t);
+        if self.last_event.is_none_or(|l| t > l) {
             self.last_event = Some(t);
-            self.close(out, |c, w| c.pop_due(w), t);
+            if self.opts.follow_events {
+                self.watermark = Some(t);
+                self.close(out, |c, w| c.pop_due(w), t);
+            }
         }
+        let mut late = false;
+        // Only `klaxon run` (which drains it) tracks new series.
+        let track = !self.opts.follow_events;
         for &ri in &self.by_signal[ev.signal().index()] {
-            self.rules[ri].ingest(ev, t);
+            late |= self.rules[ri].ingest(ev, t, track.then_some(&mut self.new_series));
         }
+        late
     }
 
-    /// Advances event time without an event (an idle partition's heartbeat).
+    /// Advances event time without an event: closes every period that a
+    /// watermark at `t` has passed.
     pub fn advance_to(&mut self, t: Millis, out: &mut Vec<StateChange>) {
-        if self.watermark.is_some_and(|w| t > w) {
+        if self.first_event.is_some() && self.watermark.is_none_or(|w| t > w) {
             self.watermark = Some(t);
             self.close(out, |c, w| c.pop_due(w), t);
         }
@@ -205,7 +306,16 @@ impl Engine {
         }
         due.sort_unstable();
         for (_, i, start) in due {
-            self.rules[i].close_period(start, out);
+            let before = out.len();
+            let r = &mut self.rules[i];
+            r.close_period(start, out);
+            let published = self
+                .published_through
+                .is_some_and(|p| r.cursor.was_due(start, p));
+            if published {
+                r.stats.state_changes -= (out.len() - before) as u64;
+                out.truncate(before);
+            }
         }
     }
 
@@ -249,17 +359,18 @@ impl Engine {
 
 impl RuleRuntime {
     #[inline]
-    fn ingest(&mut self, ev: &Event, t: Millis) {
+    /// Returns whether the event was late for this rule.
+    fn ingest(&mut self, ev: &Event, t: Millis, new_series: Option<&mut Vec<u64>>) -> bool {
         let rule = &self.rule;
         if let Some(f) = &rule.filter {
             if !f.test(ev) {
-                return;
+                return false;
             }
         }
         self.stats.matched += 1;
         if self.cursor.is_closed(t) {
             self.stats.late += 1;
-            return;
+            return true;
         }
         // Evaluate each group_by value once: it feeds the hash and the key match.
         let mut vals: [Option<Val>; MAX_GROUP_BY] = [None; MAX_GROUP_BY];
@@ -294,8 +405,12 @@ impl RuleRuntime {
                         .filter_map(|((name, _), v)| Some((name.clone(), v.label()?)))
                         .collect(),
                 );
+                let fingerprint = fingerprint(&rule.name, &labels);
+                if let Some(n) = new_series {
+                    n.push(crate::model::fnv_str(&fingerprint));
+                }
                 bucket.push(Series {
-                    fingerprint: fingerprint(&rule.name, &labels),
+                    fingerprint,
                     key,
                     labels,
                     first_period: start,
@@ -321,6 +436,7 @@ impl RuleRuntime {
             };
             state.update(input);
         }
+        false
     }
 
     fn close_period(&mut self, start: Millis, out: &mut Vec<StateChange>) {

@@ -12,8 +12,11 @@
 //! - [`rules`]: expressions (evalexpr 11.3), the state machine, templates.
 //! - [`config`]: rule files as written → compiled rules, with `file:line:col`
 //!   errors.
-//! - [`engine`]: joins window and rules; used by both `klaxon replay` and,
-//!   later, `klaxon run`.
+//! - [`engine`]: joins window and rules; used by both `klaxon replay` and
+//!   `klaxon run`.
+//! - [`kafka`]: `klaxon run` as a consumer group: per-partition engines and
+//!   watermarks, offsets tied to open windows, alerts and dead letters out.
+//! - [`http`], [`metrics`]: health, readiness, Prometheus metrics, reload.
 //! - [`model`]: the only types the stages share.
 
 pub mod model;
@@ -21,7 +24,11 @@ pub mod model;
 pub mod config;
 pub mod decode;
 pub mod engine;
+pub mod kafka;
 pub mod rules;
 pub mod window;
+
+pub mod http;
+pub mod metrics;
 
 pub mod cli;

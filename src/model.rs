@@ -416,6 +416,13 @@ impl Fnv {
     }
 }
 
+/// [`Fnv`] of one string.
+pub fn fnv_str(s: &str) -> u64 {
+    let mut h = Fnv::default();
+    h.write(s.as_bytes());
+    h.finish()
+}
+
 /// The identity of one alert: the rule and its group_by values.
 pub fn fingerprint(rule: &str, labels: &Ordered<String>) -> String {
     let mut h = Fnv::default();

@@ -1,1 +1,467 @@
-//! End-to-end tests for klaxon live in `tests/`.
+//! Helpers for klaxon's end-to-end tests (the tests live in `tests/`).
+//!
+//! The tests that need Kafka take the broker from `KLAXON_TEST_BROKERS`
+//! (`scripts/dev-kafka.sh start` runs tansu on 127.0.0.1:9092). They run
+//! the real `klaxon` binary: `KLAXON_BIN`, or `target/release/klaxon`, or
+//! `target/debug/klaxon`, whichever is set or newest.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// The broker the tests use, if one is configured.
+pub fn brokers() -> Option<String> {
+    std::env::var("KLAXON_TEST_BROKERS")
+        .ok()
+        .filter(|s| !s.is_empty())
+}
+
+/// The broker, or a panic that says how to get one. Tests that need Kafka
+/// call this; they fail (not pass) without a broker.
+pub fn require_brokers() -> String {
+    brokers().expect(
+        "these tests need a Kafka-compatible broker: run `scripts/dev-kafka.sh start` \
+         and set KLAXON_TEST_BROKERS=127.0.0.1:9092",
+    )
+}
+
+/// The `klaxon` binary under test.
+pub fn klaxon_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("KLAXON_BIN") {
+        return PathBuf::from(p);
+    }
+    let candidates = ["target/release/klaxon", "target/debug/klaxon"].map(|p| workspace().join(p));
+    candidates
+        .iter()
+        .filter_map(|p| Some((std::fs::metadata(p).ok()?.modified().ok()?, p)))
+        .max()
+        .map(|(_, p)| p.clone())
+        .expect("build the binary first: cargo build --release (or set KLAXON_BIN)")
+}
+
+/// A name no other test run uses.
+pub fn unique(prefix: &str) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
+    format!(
+        "{prefix}-{}-{t}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    )
+}
+
+/// Creates topics (name, partitions) and waits until they are usable.
+pub fn create_topics(brokers: &str, topics: &[(&str, i32)]) {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .expect("admin client");
+    let new: Vec<NewTopic> = topics
+        .iter()
+        .map(|(n, p)| NewTopic::new(n, *p, TopicReplication::Fixed(1)))
+        .collect();
+    let rt = block_on(admin.create_topics(&new, &AdminOptions::new()));
+    for r in rt.expect("create topics") {
+        if let Err((name, e)) = r {
+            panic!("cannot create topic {name}: {e}");
+        }
+    }
+}
+
+/// A minimal executor for the admin client's futures.
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    use std::sync::Arc;
+    use std::task::{Context, Poll, Wake, Waker};
+    struct ThreadWaker(std::thread::Thread);
+    impl Wake for ThreadWaker {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = Waker::from(Arc::new(ThreadWaker(std::thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    let mut f = std::pin::pin!(f);
+    loop {
+        match f.as_mut().poll(&mut cx) {
+            Poll::Ready(v) => return v,
+            Poll::Pending => std::thread::park_timeout(Duration::from_millis(50)),
+        }
+    }
+}
+
+/// The topics of one test run.
+pub struct Topics {
+    pub metrics: String,
+    pub logs: String,
+    pub spans: String,
+    pub alerts: String,
+    pub dlq: String,
+}
+
+impl Topics {
+    /// Fresh telemetry topics (4 partitions each), alerts (4) and dlq (1).
+    pub fn create(brokers: &str) -> Topics {
+        let id = unique("t");
+        let t = Topics {
+            metrics: format!("{id}.metrics"),
+            logs: format!("{id}.logs"),
+            spans: format!("{id}.spans"),
+            alerts: format!("{id}.alerts"),
+            dlq: format!("{id}.dlq"),
+        };
+        create_topics(
+            brokers,
+            &[
+                (&t.metrics, 4),
+                (&t.logs, 4),
+                (&t.spans, 4),
+                (&t.alerts, 4),
+                (&t.dlq, 1),
+            ],
+        );
+        t
+    }
+}
+
+/// Options of one `klaxon run` config.
+pub struct RunSpec<'a> {
+    pub brokers: &'a str,
+    pub topics: &'a Topics,
+    pub group: &'a str,
+    pub rules: &'a Path,
+    pub http_port: u16,
+    pub idle_timeout: &'a str,
+    pub max_event_bytes: usize,
+    /// Extra librdkafka properties.
+    pub properties: &'a [(&'a str, &'a str)],
+}
+
+/// Writes a config file for `spec` into a fresh temp folder; returns its path.
+pub fn write_config(spec: &RunSpec<'_>) -> PathBuf {
+    let dir = std::env::temp_dir().join(unique("klaxon-cfg"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut props = String::new();
+    for (k, v) in spec.properties {
+        props.push_str(&format!("    {k}: \"{v}\"\n"));
+    }
+    if props.is_empty() {
+        props.push_str("    client.id: klaxon-test\n");
+    }
+    let text = format!(
+        "kafka:\n  brokers: \"{b}\"\n  group_id: {g}\n  topics: [{m}, {l}, {s}]\n  alerts_topic: {a}\n  dlq_topic: {d}\n  properties:\n{props}\
+         rules: {r}\nhttp:\n  listen: 127.0.0.1:{port}\nwindows:\n  lateness: 30s\n  idle_timeout: {idle}\n\
+         max_event_bytes: {max}\nteams:\n  platform:\n    group_by: [rule]\n",
+        b = spec.brokers,
+        g = spec.group,
+        m = spec.topics.metrics,
+        l = spec.topics.logs,
+        s = spec.topics.spans,
+        a = spec.topics.alerts,
+        d = spec.topics.dlq,
+        r = spec.rules.display(),
+        port = spec.http_port,
+        idle = spec.idle_timeout,
+        max = spec.max_event_bytes,
+    );
+    let path = dir.join("klaxon.yaml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// A free TCP port on loopback.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Starts `klaxon run` with `config`; stderr goes to a log file.
+pub fn spawn_run(config: &Path, extra_env: &[(&str, &str)], args: &[&str]) -> Member {
+    let log = config.with_extension(format!("{}.log", unique("run")));
+    let mut cmd = Command::new(klaxon_bin());
+    cmd.arg("run")
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .env("KLAXON_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap());
+    for (k, v) in extra_env {
+        cmd.env(k, v);
+    }
+    Member {
+        child: cmd.spawn().expect("start klaxon run"),
+        log,
+    }
+}
+
+/// A running `klaxon run`.
+pub struct Member {
+    pub child: Child,
+    pub log: PathBuf,
+}
+
+impl Member {
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGTERM, then waits for a clean exit.
+    pub fn terminate(mut self) -> String {
+        unsafe_kill(self.child.id(), "TERM");
+        let status = wait_timeout(&mut self.child, Duration::from_secs(60));
+        let log = self.log_text();
+        assert!(
+            status.is_some_and(|s| s.success()),
+            "klaxon run did not stop cleanly: {status:?}\n{log}"
+        );
+        log
+    }
+
+    /// SIGKILL: no commit, no leave.
+    pub fn kill(mut self) -> String {
+        self.child.kill().unwrap();
+        let _ = self.child.wait();
+        self.log_text()
+    }
+
+    /// Waits for the process to exit by itself.
+    pub fn wait(mut self, timeout: Duration) -> (Option<std::process::ExitStatus>, String) {
+        let s = wait_timeout(&mut self.child, timeout);
+        if s.is_none() {
+            let _ = self.child.kill();
+        }
+        (s, self.log_text())
+    }
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn unsafe_kill(pid: u32, sig: &str) {
+    Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status()
+        .unwrap();
+}
+
+fn wait_timeout(c: &mut Child, timeout: Duration) -> Option<std::process::ExitStatus> {
+    let end = Instant::now() + timeout;
+    while Instant::now() < end {
+        if let Some(s) = c.try_wait().unwrap() {
+            return Some(s);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    None
+}
+
+/// `klaxon produce` of `lines` into the test's topics.
+pub fn produce(brokers: &str, topics: &Topics, lines: &[String]) {
+    let dir = std::env::temp_dir().join(unique("klaxon-in"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("events.jsonl");
+    std::fs::write(&file, lines.join("\n") + "\n").unwrap();
+    let out = Command::new(klaxon_bin())
+        .args(["produce", "--brokers", brokers, "--input"])
+        .arg(&file)
+        .args(["--metrics-topic", &topics.metrics])
+        .args(["--logs-topic", &topics.logs])
+        .args(["--spans-topic", &topics.spans])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A message read back: key, payload, headers.
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub partition: i32,
+    pub key: Option<String>,
+    pub payload: String,
+    pub headers: BTreeMap<String, String>,
+}
+
+/// Reads every message of `topic` from the beginning until none arrives
+/// for `quiet`.
+pub fn read_all(brokers: &str, topic: &str, quiet: Duration) -> Vec<Record> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", unique("reader"))
+        .set("enable.auto.commit", "false")
+        .set("fetch.wait.max.ms", "50")
+        .create()
+        .unwrap();
+    let md = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .unwrap();
+    let parts = md.topics()[0].partitions().len() as i32;
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..parts {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&tpl).unwrap();
+    let mut out = Vec::new();
+    let mut last = Instant::now();
+    while last.elapsed() < quiet {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(50)) {
+            last = Instant::now();
+            let mut headers = BTreeMap::new();
+            if let Some(h) = m.headers() {
+                for h in h.iter() {
+                    headers.insert(
+                        h.key.to_string(),
+                        String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
+                    );
+                }
+            }
+            out.push(Record {
+                partition: m.partition(),
+                key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+                payload: String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned(),
+                headers,
+            });
+        }
+    }
+    out
+}
+
+/// Polls `read` until `done` holds or `timeout` passes; returns the last read.
+pub fn wait_for<T>(timeout: Duration, mut read: impl FnMut() -> T, done: impl Fn(&T) -> bool) -> T {
+    let end = Instant::now() + timeout;
+    loop {
+        let v = read();
+        if done(&v) || Instant::now() >= end {
+            return v;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// A plain HTTP/1.1 request to 127.0.0.1:`port`; returns (status, body).
+pub fn http(port: u16, method: &str, path: &str) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
+    use std::io::Write;
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+    )
+    .ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    let status = text.split_whitespace().nth(1)?.parse().ok()?;
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string())?;
+    Some((status, body))
+}
+
+/// The sum of a metric's samples (all label sets) from `/metrics`.
+pub fn metric(port: u16, name: &str) -> f64 {
+    let Some((_, body)) = http(port, "GET", "/metrics") else {
+        return 0.0;
+    };
+    body.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// The CloudMart example telemetry, as lines.
+pub fn cloudmart_lines() -> Vec<String> {
+    std::fs::read_to_string(workspace().join("examples/cloudmart.jsonl"))
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// What `klaxon replay` prints for `lines`, as JSON values, leaving out the
+/// changes only its end-of-input flush makes (periods a watermark at the
+/// last event time has not closed), which a running consumer never makes.
+pub fn replay_expected(lines: &[String]) -> Vec<serde_json::Value> {
+    let dir = std::env::temp_dir().join(unique("klaxon-replay"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("events.jsonl");
+    std::fs::write(&file, lines.join("\n") + "\n").unwrap();
+    let out = Command::new(klaxon_bin())
+        .args(["replay", "--rules"])
+        .arg(workspace().join("rules/cloudmart"))
+        .arg("--input")
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let last = lines
+        .iter()
+        .filter_map(|l| {
+            klaxon::decode::Decoder::decode(&klaxon::decode::JsonDecoder, l.as_bytes())
+                .ok()
+                .map(|e| e.time())
+        })
+        .max()
+        .unwrap();
+    let lateness = 30_000;
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| {
+            let end =
+                klaxon::decode::time::parse_rfc3339(v["period_end"].as_str().unwrap()).unwrap();
+            // Closed by the watermark iff last > end + lateness (see Cursor::pop_due).
+            last > end + lateness
+        })
+        .collect()
+}
+
+/// The ids of state changes in alert records, deduplicated, sorted.
+pub fn ids(records: &[Record]) -> Vec<String> {
+    let mut v: Vec<String> = records
+        .iter()
+        .map(|r| {
+            serde_json::from_str::<serde_json::Value>(&r.payload).unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    v.sort();
+    v.dedup();
+    v
+}

@@ -2,7 +2,10 @@
 //! returns the process exit code.
 
 mod check;
+mod produce;
 pub mod replay;
+mod run;
+mod tail;
 mod test;
 
 use std::path::PathBuf;
@@ -41,6 +44,61 @@ pub enum Command {
         #[arg(long, default_value = "30s", value_parser = parse_duration_arg)]
         lateness: i64,
     },
+    /// Run as a Kafka consumer group: telemetry topics in, alert state
+    /// changes out (see deploy/klaxon.yaml).
+    Run {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Stop once every partition is read to its end and idle (for
+        /// tests and benchmarks), printing throughput and latency.
+        #[arg(long)]
+        exit_at_end: bool,
+    },
+    /// Write telemetry to Kafka: a JSONL file, or synthetic CloudMart
+    /// traffic, keyed so that every series stays in one partition.
+    Produce {
+        #[arg(long, default_value = "127.0.0.1:9092", env = "KLAXON_BROKERS")]
+        brokers: String,
+        /// JSONL events to send, in order; `-` for standard input.
+        #[arg(long, conflicts_with = "generate")]
+        input: Option<PathBuf>,
+        /// Generate this many CloudMart events instead (10 ms of event time apart).
+        #[arg(long)]
+        generate: Option<u64>,
+        /// Events per second (0: as fast as possible).
+        #[arg(long, default_value_t = 0)]
+        rate: u64,
+        /// Send every event to this one topic instead of one topic per kind.
+        #[arg(long)]
+        topic: Option<String>,
+        #[arg(long, default_value = "telemetry.metrics")]
+        metrics_topic: String,
+        #[arg(long, default_value = "telemetry.logs")]
+        logs_topic: String,
+        #[arg(long, default_value = "telemetry.spans")]
+        spans_topic: String,
+        /// Instances/services per kind in generated traffic.
+        #[arg(long, default_value_t = 1000)]
+        series: u64,
+        /// Event time of the first generated event, RFC 3339 (default: now).
+        #[arg(long)]
+        start: Option<String>,
+    },
+    /// Print a topic's messages from the beginning, one per line: alert
+    /// state changes, or dead letters with their reason.
+    Tail {
+        #[arg(long, default_value = "127.0.0.1:9092", env = "KLAXON_BROKERS")]
+        brokers: String,
+        /// The topic (e.g. klaxon.alerts or klaxon.dlq).
+        #[arg(default_value = "klaxon.alerts")]
+        topic: String,
+        /// Keep waiting for new messages instead of stopping when it is quiet.
+        #[arg(long, short)]
+        follow: bool,
+        /// With no --follow: stop after this long without a message.
+        #[arg(long, default_value = "2s", value_parser = parse_duration_arg)]
+        idle: i64,
+    },
     /// Run rule unit tests.
     Test {
         #[arg(required = true)]
@@ -62,5 +120,52 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             lateness,
         } => replay::run(&rules, &input, lateness),
         Command::Test { files } => Ok(test::run(&files)),
+        Command::Run {
+            config,
+            exit_at_end,
+        } => run::run(&config, exit_at_end),
+        Command::Tail {
+            brokers,
+            topic,
+            follow,
+            idle,
+        } => tail::run(
+            &brokers,
+            &topic,
+            follow,
+            std::time::Duration::from_millis(idle.max(0) as u64),
+        ),
+        Command::Produce {
+            brokers,
+            input,
+            generate,
+            rate,
+            topic,
+            metrics_topic,
+            logs_topic,
+            spans_topic,
+            series,
+            start,
+        } => {
+            let start = match start {
+                None => None,
+                Some(s) => Some(
+                    crate::decode::time::parse_rfc3339(&s)
+                        .map_err(|e| anyhow::anyhow!("--start {s}: {e}"))?,
+                ),
+            };
+            produce::run(produce::Args {
+                brokers,
+                input,
+                generate,
+                rate,
+                topic,
+                metrics_topic,
+                logs_topic,
+                spans_topic,
+                series,
+                start,
+            })
+        }
     }
 }

@@ -47,7 +47,7 @@ pub fn replay(
     lateness: i64,
 ) -> anyhow::Result<String> {
     let n_rules = set.rules.len();
-    let mut engine = Engine::new(set, Options { lateness });
+    let mut engine = Engine::new(set, Options::with_lateness(lateness));
     let decoder = JsonDecoder;
     let mut rejects = Rejects::default();
     let mut changes = Vec::new();

@@ -6,6 +6,7 @@
 
 pub mod duration;
 pub mod rules;
+pub mod run;
 pub mod yaml;
 
 use std::fmt;

@@ -40,6 +40,10 @@ pub struct Rule {
     pub severity: String,
     pub summary: Template,
     pub runbook: Option<String>,
+    /// A hash of the rule's definition (its YAML, ignoring layout, and its
+    /// team): a reload keeps the windows and state of a rule whose digest
+    /// is unchanged.
+    pub digest: u64,
 }
 
 /// All rules of a run, in file order.
@@ -133,7 +137,10 @@ pub fn compile_file(file: &Path, doc: &Node) -> Result<Vec<Rule>, Vec<ConfigErro
     for item in items {
         let name = item.get("name").and_then(Node::as_str);
         match compile_rule(file, team, item) {
-            Ok(r) => out.push(r),
+            Ok(mut r) => {
+                r.digest = digest(team, item);
+                out.push(r)
+            }
             Err(e) => errors.push(e.in_rule(name)),
         }
     }
@@ -142,6 +149,37 @@ pub fn compile_file(file: &Path, doc: &Node) -> Result<Vec<Rule>, Vec<ConfigErro
     } else {
         Err(errors)
     }
+}
+
+/// A stable hash of a rule's YAML value (not its position) and team.
+fn digest(team: &str, node: &Node) -> u64 {
+    fn walk(n: &Node, h: &mut crate::model::Fnv) {
+        use crate::config::yaml::Value;
+        match &n.value {
+            Value::Scalar { text, quoted } => {
+                h.write(&[0, *quoted as u8]);
+                h.write(text.as_bytes());
+                h.write(&[0xff]);
+            }
+            Value::Seq(items) => {
+                h.write(&[1]);
+                items.iter().for_each(|i| walk(i, h));
+                h.write(&[0xfe]);
+            }
+            Value::Map(entries) => {
+                h.write(&[2]);
+                for (k, v) in entries {
+                    walk(k, h);
+                    walk(v, h);
+                }
+                h.write(&[0xfd]);
+            }
+        }
+    }
+    let mut h = crate::model::Fnv::default();
+    h.write_str(team);
+    walk(node, &mut h);
+    h.finish()
 }
 
 fn expr_err(file: &Path, node: &Node, e: ExprError) -> ConfigError {
@@ -395,6 +433,7 @@ fn compile_rule(file: &Path, team: &str, node: &Node) -> Result<Rule, ConfigErro
         severity,
         summary,
         runbook,
+        digest: 0,
     })
 }
 

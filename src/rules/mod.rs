@@ -2,6 +2,7 @@
 //! templates, and rule unit tests (`klaxon test`).
 
 pub mod expr;
+pub mod reload;
 pub mod state;
 pub mod template;
 pub mod unit;

@@ -162,12 +162,7 @@ impl TestFile {
         let mut report = Report::default();
         for c in &self.cases {
             let set = self.rules()?;
-            let mut engine = Engine::new(
-                set,
-                Options {
-                    lateness: self.lateness,
-                },
-            );
+            let mut engine = Engine::new(set, Options::with_lateness(self.lateness));
             let mut changes: Vec<StateChange> = Vec::new();
             let mut events = c.events.clone();
             events.sort_by_key(|(t, _, _)| *t);

@@ -102,6 +102,16 @@ impl Cursor {
         }
     }
 
+    /// The start of the oldest period not yet closed.
+    pub fn next_start(&self) -> Option<Millis> {
+        self.next
+    }
+
+    /// Whether a watermark at `watermark` had closed the period at `start`.
+    pub fn was_due(&self, start: Millis, watermark: Millis) -> bool {
+        watermark > start + self.period + self.lateness
+    }
+
     /// Whether the period containing `t` is already closed (so `t` is late).
     #[inline]
     pub fn is_closed(&self, t: Millis) -> bool {
@@ -112,7 +122,7 @@ impl Cursor {
     /// it closed. Call until `None`.
     pub fn pop_due(&mut self, watermark: Millis) -> Option<Millis> {
         let start = self.next?;
-        if watermark > start + self.period + self.lateness {
+        if self.was_due(start, watermark) {
             self.next = Some(start + self.period);
             Some(start)
         } else {

@@ -1,0 +1,155 @@
+//! `klaxon run --config klaxon.yaml`: the Kafka consumer group service.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::Duration;
+
+use crate::config::load_rules;
+use crate::config::run::{load, ProcessEnv};
+use crate::http::{serve, AppState};
+use crate::kafka::consumer::{self, Shared};
+use crate::kafka::producer_config;
+use crate::kafka::sink::Sink;
+use crate::metrics::Metrics;
+use crate::rules::reload::Reloader;
+
+pub fn run(config: &Path, exit_at_end: bool) -> anyhow::Result<i32> {
+    init_logging();
+    let cfg = match load(config, &ProcessEnv) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return Ok(1);
+        }
+    };
+    let rules = match load_rules(&cfg.rules) {
+        Ok(r) => r,
+        Err(errors) => {
+            for e in &errors {
+                eprintln!("{e}");
+            }
+            eprintln!(
+                "klaxon run: {} error(s) in the rules; not starting",
+                errors.len()
+            );
+            return Ok(1);
+        }
+    };
+    tracing::info!(rules = rules.rules.len(), config = %config.display(), "starting");
+
+    let metrics = Metrics::default();
+    let registry = Arc::new(metrics.registry());
+    let sink = Arc::new(Sink::new(
+        producer_config(&cfg.kafka),
+        &cfg.kafka,
+        cfg.teams.clone(),
+        metrics.clone(),
+    )?);
+    let shared = Shared::new(&cfg, rules, Arc::clone(&sink), metrics.clone());
+    let (tx, rx) = mpsc::channel();
+    let reloader = Reloader::new(cfg.rules.clone(), tx, metrics.clone());
+    let stop = Arc::new(AtomicBool::new(false));
+
+    {
+        let (r, s) = (Arc::clone(&reloader), Arc::clone(&stop));
+        std::thread::Builder::new()
+            .name("rules-watch".into())
+            .spawn(move || r.watch(Duration::from_secs(1), s))?;
+    }
+    let worker = {
+        let (cfg, shared, stop) = (cfg.clone(), Arc::clone(&shared), Arc::clone(&stop));
+        std::thread::Builder::new()
+            .name("consumer".into())
+            .spawn(move || consumer::run(&cfg, shared, rx, stop, exit_at_end))?
+    };
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let state = AppState {
+        shared,
+        registry,
+        reloader: Arc::clone(&reloader),
+    };
+    let result = rt.block_on(async {
+        let listen = cfg.http_listen;
+        let server = tokio::spawn(async move {
+            if let Err(e) = serve(listen, state).await {
+                tracing::error!(error = %e, %listen, "http server failed");
+            }
+        });
+        tokio::spawn(signals(Arc::clone(&reloader), Arc::clone(&stop)));
+        let r = tokio::task::spawn_blocking(move || worker.join()).await;
+        server.abort();
+        r
+    });
+    stop.store(true, Ordering::SeqCst);
+    let summary = match result {
+        Ok(Ok(Ok(s))) => s,
+        Ok(Ok(Err(e))) => {
+            tracing::error!(error = %e, "stopped");
+            eprintln!("klaxon run: {e:#}");
+            return Ok(1);
+        }
+        _ => anyhow::bail!("the consumer thread panicked"),
+    };
+    if exit_at_end {
+        let secs = summary.elapsed.as_secs_f64();
+        let mut l = summary.latencies;
+        l.sort_by(f64::total_cmp);
+        let q = |p: f64| {
+            l.get(((l.len() as f64 * p).ceil() as usize).saturating_sub(1))
+                .copied()
+        };
+        eprintln!(
+            "klaxon run: {} events in {:.2}s ({:.0}/s); {} state changes published; close→publish p50 {} p99 {}",
+            summary.consumed,
+            secs,
+            summary.consumed as f64 / secs.max(1e-9),
+            l.len(),
+            q(0.5).map_or("-".into(), |v| format!("{:.1}ms", v * 1000.0)),
+            q(0.99).map_or("-".into(), |v| format!("{:.1}ms", v * 1000.0)),
+        );
+    }
+    Ok(0)
+}
+
+async fn signals(reloader: Arc<Reloader>, stop: Arc<AtomicBool>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut hup), Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::hangup()),
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers");
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = hup.recv() => {
+                let r = Arc::clone(&reloader);
+                let _ = tokio::task::spawn_blocking(move || r.reload("SIGHUP")).await;
+            }
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+        }
+    }
+    tracing::info!("stopping: committing offsets and leaving the group");
+    stop.store(true, Ordering::SeqCst);
+}
+
+/// Logs to stderr; the level comes from `KLAXON_LOG` (error, warn, info,
+/// debug, trace; default info).
+fn init_logging() {
+    use tracing_subscriber::filter::LevelFilter;
+    let level = std::env::var("KLAXON_LOG")
+        .ok()
+        .and_then(|v| v.parse::<LevelFilter>().ok())
+        .unwrap_or(LevelFilter::INFO);
+    let _ = tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .try_init();
+}

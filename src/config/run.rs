@@ -1,0 +1,456 @@
+//! The `klaxon run` configuration file (see `deploy/klaxon.yaml`).
+//!
+//! Values come from the file, then from `KLAXON_*` environment variables,
+//! which win. Secrets never live in the file: a librdkafka property may be
+//! `{ env: NAME }` or `{ file: PATH }`, and [`Secret`] keeps the value out
+//! of `Debug` output and logs.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use super::duration::parse_duration;
+use super::yaml::{Node, Pos, Value};
+use super::{read_yaml, ConfigError, ErrorKind, Fields};
+use crate::model::Millis;
+
+/// A value that must not be printed: `Debug` shows `"***"`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("\"***\"")
+    }
+}
+
+/// A librdkafka property value as configured.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PropValue {
+    Plain(String),
+    /// Read from the environment or a file; never logged.
+    Secret(Secret),
+}
+
+impl PropValue {
+    pub fn expose(&self) -> &str {
+        match self {
+            PropValue::Plain(s) => s,
+            PropValue::Secret(s) => s.expose(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct KafkaConfig {
+    pub brokers: String,
+    pub group_id: String,
+    /// `group.instance.id`: static membership (e.g. the pod name).
+    pub instance_id: Option<String>,
+    pub topics: Vec<String>,
+    pub alerts_topic: String,
+    pub dlq_topic: String,
+    pub properties: BTreeMap<String, PropValue>,
+}
+
+/// How a team's alerts group into notifications (the dispatch stage's
+/// incidents). Here it decides the alerts topic's message key.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct TeamConfig {
+    pub group_by: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunConfig {
+    /// The file it was read from (relative paths resolve against its folder).
+    pub file: PathBuf,
+    pub kafka: KafkaConfig,
+    pub rules: Vec<PathBuf>,
+    pub http_listen: SocketAddr,
+    pub lateness: Millis,
+    pub idle_timeout: Millis,
+    pub max_event_bytes: usize,
+    pub teams: BTreeMap<String, TeamConfig>,
+}
+
+pub const DEFAULT_ALERTS_TOPIC: &str = "klaxon.alerts";
+pub const DEFAULT_DLQ_TOPIC: &str = "klaxon.dlq";
+pub const DEFAULT_IDLE_TIMEOUT: Millis = 30_000;
+pub const DEFAULT_MAX_EVENT_BYTES: usize = 1 << 20;
+pub const DEFAULT_HTTP_LISTEN: &str = "127.0.0.1:9464";
+
+/// An environment to read overrides and secrets from (the process's own, or
+/// a map in tests).
+pub trait Env {
+    fn var(&self, name: &str) -> Option<String>;
+}
+
+/// The process environment.
+pub struct ProcessEnv;
+
+impl Env for ProcessEnv {
+    fn var(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok().filter(|v| !v.is_empty())
+    }
+}
+
+impl Env for BTreeMap<String, String> {
+    fn var(&self, name: &str) -> Option<String> {
+        self.get(name).cloned()
+    }
+}
+
+const TOP: &[&str] = &[
+    "kafka",
+    "rules",
+    "http",
+    "windows",
+    "max_event_bytes",
+    "teams",
+];
+const KAFKA: &[&str] = &[
+    "brokers",
+    "group_id",
+    "instance_id",
+    "topics",
+    "alerts_topic",
+    "dlq_topic",
+    "properties",
+];
+
+/// Reads the config file, then applies the `KLAXON_*` overrides of `env`.
+pub fn load(path: &Path, env: &dyn Env) -> Result<RunConfig, ConfigError> {
+    let doc = read_yaml(path)?;
+    parse(path, &doc, env)
+}
+
+fn schema(file: &Path, pos: Pos, msg: impl Into<String>) -> ConfigError {
+    ConfigError::new(ErrorKind::Schema, file, pos, msg)
+}
+
+fn strings(file: &Path, n: &Node, what: &str) -> Result<Vec<String>, ConfigError> {
+    match &n.value {
+        Value::Scalar { text, .. } => Ok(vec![text.clone()]),
+        Value::Seq(items) => items
+            .iter()
+            .map(|i| {
+                i.as_str()
+                    .map(str::to_string)
+                    .ok_or_else(|| schema(file, i.pos, format!("{what} must be strings")))
+            })
+            .collect(),
+        Value::Map(_) => Err(schema(file, n.pos, format!("{what} must be a list"))),
+    }
+}
+
+fn parse(file: &Path, doc: &Node, env: &dyn Env) -> Result<RunConfig, ConfigError> {
+    let top = Fields::new(file, doc, "the klaxon config", TOP)?;
+    let base = file.parent().unwrap_or(Path::new("."));
+
+    let k = Fields::new(
+        file,
+        top.required("kafka", "the klaxon config")?,
+        "`kafka`",
+        KAFKA,
+    )?;
+    let opt = |key: &str| -> Result<Option<String>, ConfigError> {
+        Ok(k.str(key, "`kafka`")?.map(|(s, _)| s.to_string()))
+    };
+    let topics = match k.get("topics") {
+        Some(n) => strings(file, n, "`kafka.topics`")?,
+        None => Vec::new(),
+    };
+    let mut properties = BTreeMap::new();
+    if let Some(n) = k.get("properties") {
+        let map = n
+            .as_map()
+            .ok_or_else(|| schema(file, n.pos, "`kafka.properties` must be a mapping"))?;
+        for (key, v) in map {
+            let name = key
+                .as_str()
+                .ok_or_else(|| schema(file, key.pos, "property names must be strings"))?;
+            properties.insert(name.to_string(), prop_value(file, name, v, env)?);
+        }
+    }
+    let mut kafka = KafkaConfig {
+        brokers: opt("brokers")?.unwrap_or_default(),
+        group_id: opt("group_id")?.unwrap_or_else(|| "klaxon".into()),
+        instance_id: opt("instance_id")?,
+        topics,
+        alerts_topic: opt("alerts_topic")?.unwrap_or_else(|| DEFAULT_ALERTS_TOPIC.into()),
+        dlq_topic: opt("dlq_topic")?.unwrap_or_else(|| DEFAULT_DLQ_TOPIC.into()),
+        properties,
+    };
+
+    let mut rules = match top.get("rules") {
+        Some(n) => strings(file, n, "`rules`")?
+            .into_iter()
+            .map(PathBuf::from)
+            .collect(),
+        None => Vec::new(),
+    };
+
+    let mut http_listen = DEFAULT_HTTP_LISTEN.to_string();
+    let mut http_pos = doc.pos;
+    if let Some(n) = top.get("http") {
+        let h = Fields::new(file, n, "`http`", &["listen"])?;
+        if let Some((s, n)) = h.str("listen", "`http`")? {
+            http_listen = s.to_string();
+            http_pos = n.pos;
+        }
+    }
+
+    let (mut lateness, mut idle_timeout) =
+        (crate::config::rules::DEFAULT_LATENESS, DEFAULT_IDLE_TIMEOUT);
+    if let Some(n) = top.get("windows") {
+        let w = Fields::new(file, n, "`windows`", &["lateness", "idle_timeout"])?;
+        for (key, slot) in [
+            ("lateness", &mut lateness),
+            ("idle_timeout", &mut idle_timeout),
+        ] {
+            if let Some((s, n)) = w.str(key, "`windows`")? {
+                *slot =
+                    parse_duration(s).map_err(|e| schema(file, n.pos, format!("`{key}`: {e}")))?;
+            }
+        }
+    }
+
+    let max_event_bytes = match top.str("max_event_bytes", "the klaxon config")? {
+        None => DEFAULT_MAX_EVENT_BYTES,
+        Some((s, n)) => s.parse::<usize>().ok().filter(|v| *v > 0).ok_or_else(|| {
+            schema(
+                file,
+                n.pos,
+                "`max_event_bytes` must be a positive number of bytes",
+            )
+        })?,
+    };
+
+    let mut teams = BTreeMap::new();
+    if let Some(n) = top.get("teams") {
+        let map = n.as_map().ok_or_else(|| {
+            schema(
+                file,
+                n.pos,
+                "`teams` must be a mapping of team name to settings",
+            )
+        })?;
+        for (name, v) in map {
+            let name = name
+                .as_str()
+                .ok_or_else(|| schema(file, name.pos, "team names must be strings"))?;
+            let t = Fields::new(file, v, "a team", &["group_by"])?;
+            let group_by = match t.get("group_by") {
+                Some(n) => strings(file, n, "`group_by`")?,
+                None => Vec::new(),
+            };
+            teams.insert(name.to_string(), TeamConfig { group_by });
+        }
+    }
+
+    // Environment overrides win over the file.
+    if let Some(v) = env.var("KLAXON_BROKERS") {
+        kafka.brokers = v;
+    }
+    if let Some(v) = env.var("KLAXON_GROUP_ID") {
+        kafka.group_id = v;
+    }
+    if let Some(v) = env.var("KLAXON_INSTANCE_ID") {
+        kafka.instance_id = Some(v);
+    }
+    if let Some(v) = env.var("KLAXON_TOPICS") {
+        kafka.topics = v
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+            .collect();
+    }
+    if let Some(v) = env.var("KLAXON_ALERTS_TOPIC") {
+        kafka.alerts_topic = v;
+    }
+    if let Some(v) = env.var("KLAXON_DLQ_TOPIC") {
+        kafka.dlq_topic = v;
+    }
+    let rules_from_env = env.var("KLAXON_RULES");
+    if let Some(v) = &rules_from_env {
+        rules = v.split(',').map(PathBuf::from).collect();
+    }
+    if let Some(v) = env.var("KLAXON_HTTP_LISTEN") {
+        http_listen = v;
+    }
+    if rules_from_env.is_none() {
+        rules = rules
+            .into_iter()
+            .map(|p| if p.is_relative() { base.join(p) } else { p })
+            .collect();
+    }
+
+    let at = |pos| schema(file, pos, "");
+    if kafka.brokers.is_empty() {
+        return Err(with(
+            at(doc.pos),
+            "`kafka.brokers` is not set (in the file or KLAXON_BROKERS)",
+        ));
+    }
+    if kafka.topics.is_empty() {
+        return Err(with(at(doc.pos), "`kafka.topics` names no telemetry topic"));
+    }
+    if rules.is_empty() {
+        return Err(with(at(doc.pos), "`rules` names no rule file or folder"));
+    }
+    let http_listen = http_listen.parse().map_err(|_| {
+        with(
+            at(http_pos),
+            &format!("`http.listen` must be an address like 127.0.0.1:9464, not {http_listen:?}"),
+        )
+    })?;
+    Ok(RunConfig {
+        file: file.to_path_buf(),
+        kafka,
+        rules,
+        http_listen,
+        lateness,
+        idle_timeout,
+        max_event_bytes,
+        teams,
+    })
+}
+
+fn with(mut e: ConfigError, msg: &str) -> ConfigError {
+    e.message = msg.to_string();
+    e
+}
+
+/// A property: a scalar, `{ env: NAME }` or `{ file: PATH }`.
+fn prop_value(file: &Path, name: &str, v: &Node, env: &dyn Env) -> Result<PropValue, ConfigError> {
+    match &v.value {
+        Value::Scalar { text, .. } => Ok(PropValue::Plain(text.clone())),
+        Value::Map(_) => {
+            let f = Fields::new(file, v, &format!("property `{name}`"), &["env", "file"])?;
+            if let Some((var, n)) = f.str("env", "a property")? {
+                let value = env.var(var).ok_or_else(|| {
+                    schema(
+                        file,
+                        n.pos,
+                        format!("property `{name}`: environment variable {var} is not set"),
+                    )
+                })?;
+                return Ok(PropValue::Secret(Secret::new(value)));
+            }
+            if let Some((path, n)) = f.str("file", "a property")? {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    ConfigError::new(
+                        ErrorKind::Io,
+                        file,
+                        n.pos,
+                        format!("property `{name}`: cannot read {path}: {e}"),
+                    )
+                })?;
+                return Ok(PropValue::Secret(Secret::new(
+                    text.trim_end_matches(['\n', '\r']),
+                )));
+            }
+            Err(schema(
+                file,
+                v.pos,
+                format!("property `{name}` needs `env:` or `file:`"),
+            ))
+        }
+        Value::Seq(_) => Err(schema(
+            file,
+            v.pos,
+            format!("property `{name}` must be a string"),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::yaml;
+
+    fn load_str(text: &str, env: &[(&str, &str)]) -> Result<RunConfig, ConfigError> {
+        let env: BTreeMap<String, String> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let doc = yaml::parse(text).unwrap();
+        parse(Path::new("/etc/klaxon/klaxon.yaml"), &doc, &env)
+    }
+
+    const MIN: &str = "kafka:\n  brokers: b:9092\n  topics: [t]\nrules: rules\n";
+
+    #[test]
+    fn defaults_and_relative_rules() {
+        let c = load_str(MIN, &[]).unwrap();
+        assert_eq!(c.kafka.group_id, "klaxon");
+        assert_eq!(c.kafka.alerts_topic, "klaxon.alerts");
+        assert_eq!(c.kafka.dlq_topic, "klaxon.dlq");
+        assert_eq!(c.rules, vec![PathBuf::from("/etc/klaxon/rules")]);
+        assert_eq!(c.idle_timeout, 30_000);
+        assert_eq!(c.http_listen.to_string(), "127.0.0.1:9464");
+    }
+
+    #[test]
+    fn environment_wins() {
+        let c = load_str(
+            MIN,
+            &[
+                ("KLAXON_BROKERS", "k1:9092,k2:9092"),
+                ("KLAXON_TOPICS", "a, b"),
+                ("KLAXON_INSTANCE_ID", "pod-0"),
+                ("KLAXON_RULES", "/r"),
+                ("KLAXON_HTTP_LISTEN", "0.0.0.0:1"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.kafka.brokers, "k1:9092,k2:9092");
+        assert_eq!(c.kafka.topics, vec!["a", "b"]);
+        assert_eq!(c.kafka.instance_id.as_deref(), Some("pod-0"));
+        assert_eq!(c.rules, vec![PathBuf::from("/r")]);
+        assert_eq!(c.http_listen.port(), 1);
+    }
+
+    #[test]
+    fn secrets_from_env_never_debug_print() {
+        let text = format!("{MIN}").replace(
+            "  topics: [t]\n",
+            "  topics: [t]\n  properties:\n    sasl.password: { env: KP }\n    client.id: me\n",
+        );
+        let c = load_str(&text, &[("KP", "hunter2")]).unwrap();
+        assert_eq!(c.kafka.properties["sasl.password"].expose(), "hunter2");
+        assert_eq!(c.kafka.properties["client.id"].expose(), "me");
+        assert!(!format!("{c:?}").contains("hunter2"));
+        let e = load_str(&text, &[]).unwrap_err();
+        assert!(e.to_string().contains("KP is not set"), "{e}");
+    }
+
+    #[test]
+    fn typos_are_positioned() {
+        let e = load_str("kafka:\n  brokers: b\n  topic: [t]\nrules: r\n", &[]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "/etc/klaxon/klaxon.yaml:3:3: unknown field `topic` in `kafka`; did you mean `topics`?"
+        );
+    }
+
+    #[test]
+    fn the_example_config_loads() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/klaxon.yaml");
+        let c = load(&path, &BTreeMap::new()).unwrap();
+        assert_eq!(c.kafka.topics.len(), 3);
+        assert!(c.rules[0].ends_with("rules/cloudmart"));
+        assert_eq!(c.teams["platform"].group_by, vec!["rule"]);
+    }
+}

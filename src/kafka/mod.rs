@@ -1,0 +1,178 @@
+//! Kafka in and out: `klaxon run` as a consumer group.
+//!
+//! - [`consumer`]: the loop. Messages → decode → the partition's engine;
+//!   watermarks across partitions close periods; state changes go out
+//!   through the [`sink`]; offsets are committed only past what open
+//!   windows still need.
+//! - [`partition`]: one assigned partition's engine, watermark and offsets.
+//! - [`sink`]: the producer for the alerts and dead-letter topics.
+
+pub mod consumer;
+pub mod partition;
+pub mod sink;
+
+use rdkafka::ClientConfig;
+
+use crate::config::run::{KafkaConfig, TeamConfig};
+use crate::model::StateChange;
+use std::collections::BTreeMap;
+
+/// Properties klaxon sets itself; the config cannot change them, because
+/// at-least-once delivery depends on them.
+const OWNED: &[&str] = &["enable.auto.commit", "enable.auto.offset.store"];
+
+/// The consumer's client config: klaxon's defaults, then the configured
+/// properties (which win, except for [`OWNED`] ones).
+pub fn consumer_config(k: &KafkaConfig) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &k.brokers)
+        .set("group.id", &k.group_id)
+        .set("partition.assignment.strategy", "cooperative-sticky")
+        .set("auto.offset.reset", "earliest")
+        // Fetch tuning: librdkafka 2.x backs a full fetch queue off for 1 s
+        // by default, and waits up to 500 ms for a fetch to fill.
+        .set("fetch.queue.backoff.ms", "10")
+        .set("fetch.wait.max.ms", "50")
+        .set("queued.min.messages", "200000")
+        .set("session.timeout.ms", "10000")
+        .set("heartbeat.interval.ms", "1000");
+    if let Some(id) = &k.instance_id {
+        c.set("group.instance.id", id);
+    }
+    for (name, v) in &k.properties {
+        if !OWNED.contains(&name.as_str()) {
+            c.set(name, v.expose());
+        } else {
+            tracing::warn!(property = %name, "ignored: klaxon manages this property");
+        }
+    }
+    c.set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false");
+    c
+}
+
+/// The producer's client config (alerts and dead letters).
+pub fn producer_config(k: &KafkaConfig) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &k.brokers)
+        .set("acks", "all")
+        .set("linger.ms", "5")
+        .set("message.timeout.ms", "30000");
+    for (name, v) in &k.properties {
+        if is_client_wide(name) {
+            c.set(name, v.expose());
+        }
+    }
+    c
+}
+
+/// Properties that apply to a producer too (security, client id, …).
+fn is_client_wide(name: &str) -> bool {
+    [
+        "security.",
+        "sasl.",
+        "ssl.",
+        "client.id",
+        "socket.",
+        "broker.",
+        "reconnect.",
+        "api.version",
+    ]
+    .iter()
+    .any(|p| name.starts_with(p))
+}
+
+/// The alerts-topic key of a change: its notification group. A team that
+/// groups by labels gets `team` and those values (with `rule`, `team` and
+/// `severity` as names too), so every alert of one group lands in one
+/// partition; otherwise the fingerprint.
+pub fn group_key(change: &StateChange, teams: &BTreeMap<String, TeamConfig>) -> String {
+    let Some(team) = teams.get(&change.team).filter(|t| !t.group_by.is_empty()) else {
+        return change.fingerprint.clone();
+    };
+    let mut key = change.team.clone();
+    for name in &team.group_by {
+        let v = match name.as_str() {
+            "rule" | "alertname" => Some(change.rule.as_str()),
+            "team" => Some(change.team.as_str()),
+            "severity" => Some(change.severity.as_str()),
+            _ => change
+                .labels
+                .0
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.as_str()),
+        };
+        key.push('\u{1f}');
+        key.push_str(name);
+        key.push('=');
+        key.push_str(v.unwrap_or(""));
+    }
+    key
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{AlarmState, Ordered};
+
+    fn change(team: &str) -> StateChange {
+        StateChange {
+            id: "f-1-ALARM".into(),
+            fingerprint: "f".into(),
+            rule: "R".into(),
+            team: team.into(),
+            labels: Ordered(vec![("service".into(), "api".into())]),
+            state: AlarmState::Alarm,
+            previous: AlarmState::Ok,
+            period_end: 1,
+            values: Ordered::default(),
+            severity: "warning".into(),
+            summary: String::new(),
+            runbook: None,
+        }
+    }
+
+    #[test]
+    fn keys_by_the_teams_group() {
+        let mut teams = BTreeMap::new();
+        teams.insert(
+            "web".to_string(),
+            TeamConfig {
+                group_by: vec!["rule".into(), "service".into()],
+            },
+        );
+        assert_eq!(
+            group_key(&change("web"), &teams),
+            "web\u{1f}rule=R\u{1f}service=api"
+        );
+        assert_eq!(group_key(&change("other"), &teams), "f");
+    }
+
+    #[test]
+    fn owned_properties_cannot_be_overridden() {
+        use crate::config::run::PropValue;
+        let mut k = KafkaConfig {
+            brokers: "b".into(),
+            group_id: "g".into(),
+            instance_id: Some("pod-1".into()),
+            topics: vec!["t".into()],
+            alerts_topic: "a".into(),
+            dlq_topic: "d".into(),
+            properties: BTreeMap::new(),
+        };
+        k.properties
+            .insert("enable.auto.commit".into(), PropValue::Plain("true".into()));
+        k.properties
+            .insert("fetch.wait.max.ms".into(), PropValue::Plain("20".into()));
+        k.properties
+            .insert("sasl.username".into(), PropValue::Plain("u".into()));
+        let c = consumer_config(&k);
+        assert_eq!(c.get("enable.auto.commit"), Some("false"));
+        assert_eq!(c.get("fetch.wait.max.ms"), Some("20"));
+        assert_eq!(c.get("group.instance.id"), Some("pod-1"));
+        let p = producer_config(&k);
+        assert_eq!(p.get("sasl.username"), Some("u"));
+        assert_eq!(p.get("fetch.wait.max.ms"), None);
+    }
+}
