@@ -2,6 +2,7 @@
 //! returns the process exit code.
 
 mod check;
+mod drain;
 mod produce;
 pub mod replay;
 mod run;
@@ -99,6 +100,15 @@ pub enum Command {
         #[arg(long, default_value = "2s", value_parser = parse_duration_arg)]
         idle: i64,
     },
+    /// Bench baseline: read the config's telemetry topics with the same
+    /// client settings as `run`, doing no work, until EXPECT messages.
+    #[command(hide = true)]
+    Drain {
+        #[arg(long, short)]
+        config: PathBuf,
+        #[arg(long)]
+        expect: u64,
+    },
     /// Run rule unit tests.
     Test {
         #[arg(required = true)]
@@ -124,6 +134,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             config,
             exit_at_end,
         } => run::run(&config, exit_at_end),
+        Command::Drain { config, expect } => drain::run(&config, expect),
         Command::Tail {
             brokers,
             topic,

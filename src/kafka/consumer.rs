@@ -229,6 +229,7 @@ pub enum Stop {
 /// What a run did, for the end-of-run summary.
 pub struct Summary {
     pub consumed: u64,
+    /// From the first message read to the last.
     pub elapsed: Duration,
     pub latencies: Vec<f64>,
 }
@@ -252,6 +253,7 @@ pub fn run(
 
     let started = Instant::now();
     let mut first_message: Option<Instant> = None;
+    let mut last_message = started;
     let (mut last_tick, mut last_commit) = (Instant::now(), Instant::now());
     let mut result = Ok(());
     while !stop.load(Ordering::SeqCst) {
@@ -265,7 +267,8 @@ pub fn run(
         }
         match consumer.poll(Duration::from_millis(5)) {
             Some(Ok(m)) => {
-                first_message.get_or_insert_with(Instant::now);
+                last_message = Instant::now();
+                first_message.get_or_insert(last_message);
                 let mut st = shared.lock();
                 if let Err(e) = handle(&shared, &mut st, &m) {
                     result = Err(e);
@@ -311,7 +314,7 @@ pub fn run(
     result?;
     Ok(Summary {
         consumed,
-        elapsed: first_message.map_or(started.elapsed(), |t| t.elapsed()),
+        elapsed: first_message.map_or(Duration::ZERO, |t| last_message.duration_since(t)),
         latencies: shared.sink.latencies(),
     })
 }

@@ -32,7 +32,7 @@ pub fn consumer_config(k: &KafkaConfig) -> ClientConfig {
         // Fetch tuning: librdkafka 2.x backs a full fetch queue off for 1 s
         // by default, and waits up to 500 ms for a fetch to fill.
         .set("fetch.queue.backoff.ms", "10")
-        .set("fetch.wait.max.ms", "50")
+        .set("fetch.wait.max.ms", "10")
         .set("queued.min.messages", "200000")
         .set("session.timeout.ms", "10000")
         .set("heartbeat.interval.ms", "1000");
