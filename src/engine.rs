@@ -117,8 +117,9 @@ struct Series {
     first_period: Millis,
     bins: Bins,
     tracker: Tracker,
-    /// The computed values of the most recent period that had data.
-    last_values: Ordered<f64>,
+    /// The computed values (by `compute` index) of the most recent period
+    /// that had data; a name its inputs left undefined is `None`.
+    last_values: Vec<Option<f64>>,
 }
 
 struct RuleRuntime {
@@ -416,7 +417,7 @@ impl RuleRuntime {
                     first_period: start,
                     bins: Bins::default(),
                     tracker: Tracker::default(),
-                    last_values: Ordered::default(),
+                    last_values: Vec::new(),
                 });
                 bucket.last_mut().expect("just pushed")
             }
@@ -444,6 +445,7 @@ impl RuleRuntime {
         let end = start + rule.period;
         let secs = rule.period as f64 / 1000.0;
         let mut changes = Vec::new();
+        let mut scratch = Vec::new();
         for bucket in self.series.values_mut() {
             for s in bucket.iter_mut() {
                 if s.first_period > start {
@@ -451,16 +453,26 @@ impl RuleRuntime {
                 }
                 let dp = match s.bins.take(start) {
                     None => Datapoint::Missing,
-                    Some(states) => {
-                        let (dp, values) = evaluate(rule, &states, &s.labels, secs);
-                        s.last_values = values;
-                        dp
-                    }
+                    Some(states) => evaluate(
+                        rule,
+                        &states,
+                        &s.labels,
+                        secs,
+                        &mut scratch,
+                        &mut s.last_values,
+                    ),
                 };
                 self.stats.evaluations += 1;
                 if let Some((previous, state)) = s.tracker.push(&rule.policy, dp) {
+                    let values = Ordered(
+                        rule.compute
+                            .iter()
+                            .zip(&s.last_values)
+                            .filter_map(|((name, _), v)| Some((name.clone(), (*v)?)))
+                            .collect(),
+                    );
                     let summary = rule.summary.render(
-                        &s.last_values,
+                        &values,
                         &s.labels,
                         &[
                             ("rule", &rule.name),
@@ -478,7 +490,7 @@ impl RuleRuntime {
                         state,
                         previous,
                         period_end: end,
-                        values: s.last_values.clone(),
+                        values,
                         severity: rule.severity.clone(),
                         summary,
                         runbook: rule.runbook.clone(),
@@ -500,40 +512,51 @@ impl RuleRuntime {
     }
 }
 
-/// One period's aggregates → named values → a datapoint.
+/// One period's aggregates → named values (into `values`, by `compute`
+/// index) → a datapoint. `scratch` is reused between calls.
 fn evaluate(
     rule: &Rule,
     states: &[AggState],
     labels: &Ordered<String>,
     secs: f64,
-) -> (Datapoint, Ordered<f64>) {
+    scratch: &mut Vec<Option<f64>>,
+    values: &mut Vec<Option<f64>>,
+) -> Datapoint {
     if rule.aggs.len() <= MAX_AGGS
         && rule.condition.fast().is_some()
         && rule.compute.iter().all(|(_, f)| f.fast().is_some())
     {
-        return evaluate_fast(rule, states, secs);
+        return evaluate_fast(rule, states, secs, scratch, values);
     }
-    evaluate_evalexpr(rule, states, labels, secs)
+    evaluate_evalexpr(rule, states, labels, secs, values)
 }
 
 /// The compiled path: slots instead of an evalexpr context.
-fn evaluate_fast(rule: &Rule, states: &[AggState], secs: f64) -> (Datapoint, Ordered<f64>) {
-    let mut slots: Vec<Option<f64>> = vec![None; MAX_AGGS + rule.compute.len()];
+fn evaluate_fast(
+    rule: &Rule,
+    states: &[AggState],
+    secs: f64,
+    slots: &mut Vec<Option<f64>>,
+    values: &mut Vec<Option<f64>>,
+) -> Datapoint {
+    slots.clear();
+    slots.resize(MAX_AGGS + rule.compute.len(), None);
     for (i, (state, agg)) in states.iter().zip(&rule.aggs).enumerate() {
         slots[i] = state.finish(agg.kind, secs);
     }
-    let mut values = Vec::with_capacity(rule.compute.len());
-    for (i, (name, f)) in rule.compute.iter().enumerate() {
-        if let Some(FastVal::Num(v)) = f.fast().and_then(|f| f.eval(&slots)) {
-            slots[MAX_AGGS + i] = Some(v);
-            values.push((name.clone(), v));
-        }
+    values.clear();
+    for (i, (_, f)) in rule.compute.iter().enumerate() {
+        let v = match f.fast().and_then(|f| f.eval(slots)) {
+            Some(FastVal::Num(v)) => Some(v),
+            _ => None,
+        };
+        slots[MAX_AGGS + i] = v;
+        values.push(v);
     }
-    let dp = datapoint(match rule.condition.fast().and_then(|f| f.eval(&slots)) {
+    datapoint(match rule.condition.fast().and_then(|f| f.eval(slots)) {
         Some(FastVal::Bool(b)) => Some(b),
         _ => None,
-    });
-    (dp, Ordered(values))
+    })
 }
 
 fn evaluate_evalexpr(
@@ -541,31 +564,33 @@ fn evaluate_evalexpr(
     states: &[AggState],
     labels: &Ordered<String>,
     secs: f64,
-) -> (Datapoint, Ordered<f64>) {
+    values: &mut Vec<Option<f64>>,
+) -> Datapoint {
     let mut ctx = HashMapContext::new();
     for (i, (state, agg)) in states.iter().zip(&rule.aggs).enumerate() {
         if let Some(v) = state.finish(agg.kind, secs) {
             let _ = ctx.set_value(agg_var(i), Value::Float(v));
         }
     }
-    let mut values = Vec::with_capacity(rule.compute.len());
+    values.clear();
     for (name, f) in &rule.compute {
         let v = match f.eval(&ctx) {
-            Some(Value::Float(v)) => v,
-            Some(Value::Int(v)) => v as f64,
-            _ => continue, // an input it needs saw nothing this period
+            Some(Value::Float(v)) => Some(v),
+            Some(Value::Int(v)) => Some(v as f64),
+            _ => None, // an input it needs saw nothing this period
         };
-        let _ = ctx.set_value(name.clone(), Value::Float(v));
-        values.push((name.clone(), v));
+        if let Some(v) = v {
+            let _ = ctx.set_value(name.clone(), Value::Float(v));
+        }
+        values.push(v);
     }
     for (k, v) in &labels.0 {
         let _ = ctx.set_value(k.clone(), Value::String(v.clone()));
     }
-    let dp = datapoint(match rule.condition.eval(&ctx) {
+    datapoint(match rule.condition.eval(&ctx) {
         Some(Value::Boolean(b)) => Some(b),
         _ => None,
-    });
-    (dp, Ordered(values))
+    })
 }
 
 /// A condition's verdict; `None` (a value it needs is missing) is a missing datapoint.

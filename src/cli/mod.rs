@@ -84,6 +84,9 @@ pub enum Command {
         /// Event time of the first generated event, RFC 3339 (default: now).
         #[arg(long)]
         start: Option<String>,
+        /// Print the events as JSON lines instead of sending them.
+        #[arg(long)]
+        stdout: bool,
     },
     /// Print a topic's messages from the beginning, one per line: alert
     /// state changes, or dead letters with their reason.
@@ -157,6 +160,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             spans_topic,
             series,
             start,
+            stdout,
         } => {
             let start = match start {
                 None => None,
@@ -176,6 +180,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
                 spans_topic,
                 series,
                 start,
+                stdout,
             })
         }
     }

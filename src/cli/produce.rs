@@ -31,6 +31,8 @@ pub struct Args {
     pub series: u64,
     /// Event time of the first generated event (ms); default now.
     pub start: Option<Millis>,
+    /// Write the events to standard output instead of Kafka.
+    pub stdout: bool,
 }
 
 pub fn run(a: Args) -> anyhow::Result<i32> {
@@ -44,7 +46,15 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
     let started = Instant::now();
     let mut sent = 0u64;
     let mut skipped = 0u64;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let mut send = |line: &[u8]| -> anyhow::Result<()> {
+        if a.stdout {
+            use std::io::Write;
+            out.write_all(line)?;
+            out.write_all(b"\n")?;
+            sent += 1;
+            return Ok(());
+        }
         let Ok(ev) = JsonDecoder.decode(line) else {
             // Not an event: still produced (to the metrics topic, unkeyed),
             // so a demo shows the dead-letter path.
@@ -96,6 +106,8 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
         }
         _ => anyhow::bail!("give exactly one of --input FILE and --generate N"),
     }
+    drop(send);
+    drop(out);
     producer.flush(Duration::from_secs(60))?;
     let secs = started.elapsed().as_secs_f64();
     eprintln!(

@@ -46,7 +46,7 @@ pub fn run(config: &Path, exit_at_end: bool) -> anyhow::Result<i32> {
         cfg.teams.clone(),
         metrics.clone(),
     )?);
-    let shared = Shared::new(&cfg, rules, Arc::clone(&sink), metrics.clone());
+    let shared = Shared::new(&cfg, rules, Arc::clone(&sink), metrics.clone(), cfg.workers);
     let (tx, rx) = mpsc::channel();
     let reloader = Reloader::new(cfg.rules.clone(), tx, metrics.clone());
     let stop = Arc::new(AtomicBool::new(false));

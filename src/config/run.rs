@@ -80,6 +80,8 @@ pub struct RunConfig {
     pub lateness: Millis,
     pub idle_timeout: Millis,
     pub max_event_bytes: usize,
+    /// Threads that decode and aggregate (0: one per core).
+    pub workers: usize,
     pub teams: BTreeMap<String, TeamConfig>,
 }
 
@@ -116,6 +118,7 @@ const TOP: &[&str] = &[
     "http",
     "windows",
     "max_event_bytes",
+    "workers",
     "teams",
 ];
 const KAFKA: &[&str] = &[
@@ -236,6 +239,17 @@ fn parse(file: &Path, doc: &Node, env: &dyn Env) -> Result<RunConfig, ConfigErro
         })?,
     };
 
+    let workers = match top.str("workers", "the klaxon config")? {
+        None => 0,
+        Some((s, n)) => s.parse::<usize>().map_err(|_| {
+            schema(
+                file,
+                n.pos,
+                "`workers` must be a number of threads (0: one per core)",
+            )
+        })?,
+    };
+
     let mut teams = BTreeMap::new();
     if let Some(n) = top.get("teams") {
         let map = n.as_map().ok_or_else(|| {
@@ -323,6 +337,7 @@ fn parse(file: &Path, doc: &Node, env: &dyn Env) -> Result<RunConfig, ConfigErro
         lateness,
         idle_timeout,
         max_event_bytes,
+        workers,
         teams,
     })
 }

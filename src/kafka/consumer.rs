@@ -1,9 +1,12 @@
 //! The consumer loop of `klaxon run`.
 //!
-//! One thread polls a librdkafka consumer. Each message is decoded and fed
-//! to its partition's engine; every few milliseconds a tick computes the
-//! watermark over all assigned partitions ([`global_watermark`]), closes the
-//! periods it passed, and publishes their state changes. About once a second
+//! One thread polls a librdkafka consumer and hands each message to the
+//! [worker](super::worker) that owns its partition, which decodes it and
+//! feeds the partition's engine (one worker per core by default, so decoding
+//! and aggregation run beside the client). Every few milliseconds the
+//! polling thread ticks: it computes the watermark over all assigned
+//! partitions ([`global_watermark`]), closes the periods it passed, and
+//! publishes their state changes. About once a second
 //! the producer is flushed and offsets are committed, but only up to what
 //! the open windows still need ([`Partition::commit_point`]), with the
 //! watermark in the commit's metadata.
@@ -15,27 +18,24 @@
 //! committed watermark had not yet closed.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::Receiver;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use prometheus_client::metrics::counter::Counter;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
-use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::message::Message;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
-use rustc_hash::FxHashMap;
 
 use super::partition::{decode_metadata, encode_metadata, global_watermark, Partition};
-use super::sink::{DeadLetter, Sink, SinkError};
+use super::sink::{Sink, SinkError};
+use super::worker::{self, lock, shard_of, Batch, Job, Key, Limits, Owners, Shard, WorkerCtx};
 use crate::config::run::RunConfig;
 use crate::config::RuleSet;
-use crate::decode::{Decoder, JsonDecoder};
-use crate::metrics::{ChangeLabels, Metrics, PartitionLabels, RejectLabels, RuleLabel, TopicLabel};
+use crate::metrics::{ChangeLabels, Metrics, PartitionLabels, RuleLabel};
 use crate::model::{Millis, StateChange};
-
-type Key = (String, i32);
 
 /// How often the watermark is recomputed and closable periods are closed.
 const TICK: Duration = Duration::from_millis(10);
@@ -43,70 +43,163 @@ const TICK: Duration = Duration::from_millis(10);
 const COMMIT_EVERY: Duration = Duration::from_secs(1);
 /// How long a flush before a commit may take.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(30);
+/// Messages per batch handed to a worker.
+const BATCH: usize = 512;
 
-/// Counters of one topic, resolved once (a family lookup per message costs).
-struct TopicCounters {
-    consumed: Counter,
-    decoded: Counter,
-    late: Counter,
-}
-
-/// Everything the loop and the rebalance callbacks share.
-pub struct State {
+/// State of the polling thread that the rebalance callbacks also use.
+struct Global {
     rules: RuleSet,
-    lateness: Millis,
-    idle: Duration,
-    max_event_bytes: usize,
-    parts: BTreeMap<Key, Partition>,
-    /// Which partition each series (fingerprint hash) was first seen in.
-    owners: FxHashMap<u64, Key>,
-    topics: Vec<(String, TopicCounters)>,
     /// The last offset committed per partition (to skip no-op commits).
     committed: BTreeMap<Key, i64>,
     /// Evaluations already counted, per (partition, rule).
     evaluations_seen: BTreeMap<(Key, String), u64>,
     changes: Vec<StateChange>,
-    consumed: u64,
-    split_warnings: u32,
 }
 
+/// The polling side of the hand-off to workers.
+struct Dispatch {
+    senders: Vec<SyncSender<Job>>,
+    pending: Vec<Batch>,
+    /// Interned topic names.
+    topics: Vec<Arc<str>>,
+}
+
+impl Dispatch {
+    fn topic(&mut self, name: &str) -> Arc<str> {
+        match self.topics.iter().find(|t| ***t == *name) {
+            Some(t) => Arc::clone(t),
+            None => {
+                let t: Arc<str> = name.into();
+                self.topics.push(Arc::clone(&t));
+                t
+            }
+        }
+    }
+
+    fn send(&mut self, shard: usize) {
+        let batch = std::mem::take(&mut self.pending[shard]);
+        if !batch.is_empty() {
+            // A closed channel means the worker is gone; the run is stopping.
+            let _ = self.senders[shard].send(Job::Batch(batch));
+        }
+    }
+
+    fn send_all(&mut self) {
+        for i in 0..self.pending.len() {
+            self.send(i);
+        }
+    }
+
+    /// Sends what is pending and waits until every worker has processed
+    /// everything sent to it.
+    fn barrier(&mut self) {
+        self.send_all();
+        let replies: Vec<_> = self
+            .senders
+            .iter()
+            .filter_map(|s| {
+                let (tx, rx) = sync_channel(1);
+                s.send(Job::Sync(tx)).ok().map(|_| rx)
+            })
+            .collect();
+        for r in replies {
+            let _ = r.recv();
+        }
+    }
+}
+
+/// Everything the polling thread, the callbacks, the workers and the HTTP
+/// server share.
 pub struct Shared {
-    state: Mutex<State>,
+    shards: Vec<Arc<Mutex<Shard>>>,
+    owners: Arc<Mutex<Owners>>,
+    global: Mutex<Global>,
+    dispatch: Mutex<Dispatch>,
     sink: Arc<Sink>,
     metrics: Metrics,
+    lateness: Millis,
+    idle: Duration,
+    limits: Limits,
+    consumed: AtomicU64,
     /// Set once partitions are assigned and read up to their end.
     pub ready: AtomicBool,
     /// A delivery failed: stop without committing past it.
-    fatal: AtomicBool,
+    fatal: Arc<AtomicBool>,
 }
 
 impl Shared {
-    pub fn new(cfg: &RunConfig, rules: RuleSet, sink: Arc<Sink>, metrics: Metrics) -> Arc<Self> {
+    /// `workers` threads decode and aggregate (0: one per core).
+    pub fn new(
+        cfg: &RunConfig,
+        rules: RuleSet,
+        sink: Arc<Sink>,
+        metrics: Metrics,
+        workers: usize,
+    ) -> Arc<Self> {
+        let workers = if workers == 0 {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        } else {
+            workers
+        };
         metrics.rules_loaded.set(rules.rules.len() as i64);
         Arc::new(Shared {
-            state: Mutex::new(State {
+            shards: (0..workers).map(|_| Arc::default()).collect(),
+            owners: Arc::default(),
+            global: Mutex::new(Global {
                 rules,
-                lateness: cfg.lateness,
-                idle: Duration::from_millis(cfg.idle_timeout.max(0) as u64),
-                max_event_bytes: cfg.max_event_bytes,
-                parts: BTreeMap::new(),
-                owners: FxHashMap::default(),
-                topics: Vec::new(),
                 committed: BTreeMap::new(),
                 evaluations_seen: BTreeMap::new(),
                 changes: Vec::new(),
-                consumed: 0,
-                split_warnings: 0,
+            }),
+            dispatch: Mutex::new(Dispatch {
+                senders: Vec::new(),
+                pending: (0..workers).map(|_| Batch::default()).collect(),
+                topics: Vec::new(),
             }),
             sink,
             metrics,
+            lateness: cfg.lateness,
+            idle: Duration::from_millis(cfg.idle_timeout.max(0) as u64),
+            limits: Limits {
+                max_event_bytes: cfg.max_event_bytes,
+            },
+            consumed: AtomicU64::new(0),
             ready: AtomicBool::new(false),
-            fatal: AtomicBool::new(false),
+            fatal: Arc::new(AtomicBool::new(false)),
         })
     }
 
-    fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    /// Starts the worker threads.
+    fn start_workers(self: &Arc<Self>) -> std::io::Result<Vec<JoinHandle<()>>> {
+        let mut d = lock(&self.dispatch);
+        let mut handles = Vec::new();
+        for (i, shard) in self.shards.iter().enumerate() {
+            let (tx, rx): (SyncSender<Job>, Receiver<Job>) = sync_channel(32);
+            d.senders.push(tx);
+            let ctx = WorkerCtx {
+                shard: Arc::clone(shard),
+                owners: Arc::clone(&self.owners),
+                sink: Arc::clone(&self.sink),
+                metrics: self.metrics.clone(),
+                limits: self.limits,
+                fatal: Arc::clone(&self.fatal),
+            };
+            handles.push(
+                std::thread::Builder::new()
+                    .name(format!("worker-{i}"))
+                    .spawn(move || worker::work(ctx, rx))?,
+            );
+        }
+        Ok(handles)
+    }
+
+    fn shard(&self, topic: &str, partition: i32) -> &Arc<Mutex<Shard>> {
+        &self.shards[shard_of(topic, partition, self.shards.len())]
+    }
+
+    /// Every shard, locked in order.
+    fn lock_shards(&self) -> Vec<MutexGuard<'_, Shard>> {
+        self.shards.iter().map(|s| lock(s)).collect()
     }
 }
 
@@ -142,26 +235,25 @@ impl ConsumerContext for Ctx {
         let Rebalance::Revoke(tpl) = rebalance else {
             return;
         };
-        self.shared.metrics.rebalances.inc();
+        let shared = &self.shared;
+        shared.metrics.rebalances.inc();
+        // Everything polled so far is processed before the hand-over.
+        lock(&shared.dispatch).barrier();
         let lost = consumer.assignment_lost();
-        let mut st = self.shared.lock();
-        let revoked: Vec<Key> = tpl
-            .elements()
-            .iter()
-            .map(|e| (e.topic().to_string(), e.partition()))
-            .collect();
+        let revoked: Vec<Key> = {
+            let mut d = lock(&shared.dispatch);
+            tpl.elements()
+                .iter()
+                .map(|e| (d.topic(e.topic()), e.partition()))
+                .collect()
+        };
+        let mut g = lock(&shared.global);
         if lost {
             tracing::warn!(partitions = %names(tpl), "partitions lost; another member owns them now, nothing committed");
         } else {
             // Publish what is closable now, then commit and hand over.
-            tick(&self.shared, &mut st, Instant::now());
-            match commit(
-                &self.shared,
-                &mut st,
-                consumer,
-                CommitMode::Sync,
-                Some(&revoked),
-            ) {
+            tick(shared, &mut g, Instant::now());
+            match commit(shared, &mut g, consumer, CommitMode::Sync, Some(&revoked)) {
                 Ok(n) => {
                     tracing::info!(partitions = %names(tpl), committed = n, "partitions revoked; offsets committed, state dropped")
                 }
@@ -171,23 +263,26 @@ impl ConsumerContext for Ctx {
             }
         }
         for k in &revoked {
-            st.parts.remove(k);
-            st.committed.remove(k);
-            st.evaluations_seen.retain(|(p, _), _| p != k);
-            self.shared.metrics.lag.remove(&PartitionLabels {
-                topic: k.0.clone(),
+            lock(shared.shard(&k.0, k.1)).parts.remove(k);
+            g.committed.remove(k);
+            g.evaluations_seen.retain(|(p, _), _| p != k);
+            shared.metrics.lag.remove(&PartitionLabels {
+                topic: k.0.to_string(),
                 partition: k.1,
             });
         }
-        st.owners.retain(|_, owner| !revoked.contains(owner));
-        self.shared.metrics.partitions.set(st.parts.len() as i64);
+        lock(&shared.owners).forget(&revoked);
+        let n: usize = shared.lock_shards().iter().map(|s| s.parts.len()).sum();
+        shared.metrics.partitions.set(n as i64);
     }
 
     fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         let Rebalance::Assign(tpl) = rebalance else {
             return;
         };
-        self.shared.metrics.rebalances.inc();
+        let shared = &self.shared;
+        shared.metrics.rebalances.inc();
+        lock(&shared.dispatch).barrier();
         // The committed offsets carry the watermark they were committed at.
         let committed = match consumer.committed_offsets((*tpl).clone(), Duration::from_secs(30)) {
             Ok(c) => c,
@@ -197,12 +292,12 @@ impl ConsumerContext for Ctx {
             }
         };
         let now = Instant::now();
-        let mut st = self.shared.lock();
+        let rules = lock(&shared.global).rules.clone();
         let mut resumed = Vec::new();
         for e in committed.elements() {
-            let key = (e.topic().to_string(), e.partition());
+            let key = (lock(&shared.dispatch).topic(e.topic()), e.partition());
             let published = decode_metadata(e.metadata());
-            let mut p = Partition::new(st.rules.clone(), st.lateness, published, now);
+            let mut p = Partition::new(rules.clone(), shared.lateness, published, now);
             p.start_offset = e.offset().to_raw().filter(|o| *o >= 0);
             resumed.push(format!(
                 "{}/{}@{}",
@@ -211,25 +306,19 @@ impl ConsumerContext for Ctx {
                 p.start_offset
                     .map_or("start".to_string(), |o| o.to_string())
             ));
-            st.parts.insert(key, p);
+            lock(shared.shard(&key.0, key.1)).parts.insert(key, p);
         }
-        self.shared.ready.store(false, Ordering::SeqCst);
-        self.shared.metrics.partitions.set(st.parts.len() as i64);
+        shared.ready.store(false, Ordering::SeqCst);
+        let n: usize = shared.lock_shards().iter().map(|s| s.parts.len()).sum();
+        shared.metrics.partitions.set(n as i64);
         tracing::info!(partitions = %resumed.join(", "), "partitions assigned; rebuilding their windows from the committed offsets");
     }
-}
-
-/// Why `run` stopped.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Stop {
-    /// Asked to (a signal, or the end of input with `exit_at_end`).
-    Requested,
 }
 
 /// What a run did, for the end-of-run summary.
 pub struct Summary {
     pub consumed: u64,
-    /// From the first message read to the last.
+    /// From the first message read to the last one processed.
     pub elapsed: Duration,
     pub latencies: Vec<f64>,
 }
@@ -243,198 +332,129 @@ pub fn run(
     stop: Arc<AtomicBool>,
     exit_at_end: bool,
 ) -> anyhow::Result<Summary> {
+    let workers = shared.start_workers()?;
     let consumer: BaseConsumer<Ctx> =
         super::consumer_config(&cfg.kafka).create_with_context(Ctx {
             shared: Arc::clone(&shared),
         })?;
     let topics: Vec<&str> = cfg.kafka.topics.iter().map(String::as_str).collect();
     consumer.subscribe(&topics)?;
-    tracing::info!(topics = %topics.join(", "), group = %cfg.kafka.group_id, "subscribed");
+    tracing::info!(topics = %topics.join(", "), group = %cfg.kafka.group_id, workers = shared.shards.len(), "subscribed");
 
-    let started = Instant::now();
     let mut first_message: Option<Instant> = None;
-    let mut last_message = started;
     let (mut last_tick, mut last_commit) = (Instant::now(), Instant::now());
     let mut result = Ok(());
+    let n_shards = shared.shards.len();
     while !stop.load(Ordering::SeqCst) {
         while let Ok(set) = reloads.try_recv() {
-            let mut st = shared.lock();
             shared.metrics.rules_loaded.set(set.rules.len() as i64);
-            for p in st.parts.values_mut() {
-                p.engine.replace_rules(set.clone());
+            for mut s in shared.lock_shards() {
+                for p in s.parts.values_mut() {
+                    p.engine.replace_rules(set.clone());
+                }
             }
-            st.rules = set;
+            lock(&shared.global).rules = set;
         }
         match consumer.poll(Duration::from_millis(5)) {
             Some(Ok(m)) => {
-                last_message = Instant::now();
-                first_message.get_or_insert(last_message);
-                let mut st = shared.lock();
-                if let Err(e) = handle(&shared, &mut st, &m) {
-                    result = Err(e);
-                    break;
+                first_message.get_or_insert_with(Instant::now);
+                shared.consumed.fetch_add(1, Ordering::Relaxed);
+                let mut d = lock(&shared.dispatch);
+                let topic = d.topic(m.topic());
+                let i = shard_of(&topic, m.partition(), n_shards);
+                d.pending[i].push(
+                    &topic,
+                    m.partition(),
+                    m.offset(),
+                    m.key(),
+                    m.payload().unwrap_or_default(),
+                );
+                if d.pending[i].len() >= BATCH {
+                    d.send(i);
                 }
             }
             Some(Err(e)) => tracing::warn!(error = %e, "consumer error"),
-            None => {}
+            None => lock(&shared.dispatch).send_all(),
         }
         let now = Instant::now();
         if now.duration_since(last_tick) >= TICK {
-            let mut st = shared.lock();
-            tick(&shared, &mut st, last_tick);
+            lock(&shared.dispatch).send_all();
+            let mut g = lock(&shared.global);
+            tick(&shared, &mut g, last_tick);
             last_tick = now;
         }
         if now.duration_since(last_commit) >= COMMIT_EVERY {
             last_commit = now;
-            let mut st = shared.lock();
-            refresh(&shared, &mut st, &consumer);
-            if let Err(e) = commit(&shared, &mut st, &consumer, CommitMode::Async, None) {
+            let mut g = lock(&shared.global);
+            refresh(&shared, &mut g, &consumer);
+            if let Err(e) = commit(&shared, &mut g, &consumer, CommitMode::Async, None) {
                 result = Err(e);
                 break;
             }
-            if exit_at_end && shared.ready.load(Ordering::SeqCst) && at_end(&st, now) {
-                tick(&shared, &mut st, now);
+            if exit_at_end && shared.ready.load(Ordering::SeqCst) && at_end(&shared, now) {
+                tick(&shared, &mut g, now);
                 break;
             }
         }
         if shared.fatal.load(Ordering::SeqCst) {
-            result = Err(anyhow::anyhow!("a state change could not be delivered"));
+            result = Err(anyhow::anyhow!(
+                "a state change or dead letter could not be delivered"
+            ));
             break;
         }
     }
-    // Shut down: publish what is closable, commit, leave the group.
+    // Shut down: process what was polled, publish what is closable,
+    // commit, leave the group.
+    lock(&shared.dispatch).barrier();
+    let last_processed = shared
+        .lock_shards()
+        .iter()
+        .flat_map(|s| s.parts.values().map(|p| p.last_activity))
+        .max();
     if result.is_ok() {
-        let mut st = shared.lock();
-        tick(&shared, &mut st, Instant::now());
-        result = commit(&shared, &mut st, &consumer, CommitMode::Sync, None).map(|_| ());
+        let mut g = lock(&shared.global);
+        tick(&shared, &mut g, Instant::now());
+        result = commit(&shared, &mut g, &consumer, CommitMode::Sync, None).map(|_| ());
     }
-    let consumed = shared.lock().consumed;
     drop(consumer);
+    lock(&shared.dispatch).senders.clear();
+    for w in workers {
+        let _ = w.join();
+    }
+    let consumed = shared.consumed.load(Ordering::SeqCst);
     tracing::info!(consumed, "consumer closed");
     result?;
     Ok(Summary {
         consumed,
-        elapsed: first_message.map_or(Duration::ZERO, |t| last_message.duration_since(t)),
+        elapsed: match (first_message, last_processed) {
+            (Some(f), Some(l)) => l.saturating_duration_since(f),
+            _ => Duration::ZERO,
+        },
         latencies: shared.sink.latencies(),
     })
-}
-
-fn counters<'s>(st: &'s mut State, metrics: &Metrics, topic: &str) -> &'s TopicCounters {
-    let i = match st.topics.iter().position(|(t, _)| t == topic) {
-        Some(i) => i,
-        None => {
-            let l = TopicLabel {
-                topic: topic.to_string(),
-            };
-            st.topics.push((
-                topic.to_string(),
-                TopicCounters {
-                    consumed: metrics.consumed.get_or_create(&l).clone(),
-                    decoded: metrics.decoded.get_or_create(&l).clone(),
-                    late: metrics.late.get_or_create(&l).clone(),
-                },
-            ));
-            st.topics.len() - 1
-        }
-    };
-    &st.topics[i].1
-}
-
-/// One message: decode, ingest, or dead-letter.
-fn handle(shared: &Shared, st: &mut State, m: &BorrowedMessage<'_>) -> anyhow::Result<()> {
-    let (topic, partition, offset) = (m.topic(), m.partition(), m.offset());
-    st.consumed += 1;
-    let c = counters(st, &shared.metrics, topic);
-    c.consumed.inc();
-    let payload = m.payload().unwrap_or_default();
-    let rejection = if payload.len() > st.max_event_bytes {
-        Some((
-            "oversized",
-            format!(
-                "event of {} bytes is over the {}-byte cap",
-                payload.len(),
-                st.max_event_bytes
-            ),
-        ))
-    } else {
-        match JsonDecoder.decode(payload) {
-            Ok(ev) => {
-                counters(st, &shared.metrics, topic).decoded.inc();
-                let key = (topic.to_string(), partition);
-                let now = Instant::now();
-                let (lateness, rules) = (st.lateness, &st.rules);
-                let part = st
-                    .parts
-                    .entry(key.clone())
-                    .or_insert_with(|| Partition::new(rules.clone(), lateness, None, now));
-                let late = part.engine.ingest(&ev, &mut st.changes);
-                part.record(offset, Some(ev.time()), now);
-                let fresh = part.engine.take_new_series();
-                if late {
-                    counters(st, &shared.metrics, topic).late.inc();
-                }
-                for fp in fresh {
-                    let owner = st.owners.entry(fp).or_insert_with(|| key.clone());
-                    if *owner != key {
-                        shared.metrics.series_split.inc();
-                        if st.split_warnings < 10 {
-                            st.split_warnings += 1;
-                            tracing::warn!(
-                                first = %format!("{}/{}", owner.0, owner.1),
-                                now = %format!("{}/{}", key.0, key.1),
-                                "a series arrives in more than one partition; its windows will be wrong. Key telemetry by the labels rules group by"
-                            );
-                        }
-                    }
-                }
-                None
-            }
-            Err(e) => Some(("malformed", e.to_string())),
-        }
-    };
-    if let Some((kind, reason)) = rejection {
-        shared
-            .metrics
-            .rejected
-            .get_or_create(&RejectLabels {
-                topic: topic.to_string(),
-                reason: kind.to_string(),
-            })
-            .inc();
-        shared.sink.dead_letter(&DeadLetter {
-            topic,
-            partition,
-            offset,
-            key: m.key(),
-            payload,
-            reason: &reason,
-        })?;
-        let now = Instant::now();
-        let (lateness, rules) = (st.lateness, &st.rules);
-        st.parts
-            .entry((topic.to_string(), partition))
-            .or_insert_with(|| Partition::new(rules.clone(), lateness, None, now))
-            .record(offset, None, now);
-    }
-    Ok(())
 }
 
 /// Advances every partition to the common watermark and publishes the
 /// state changes of the periods that closed. `closable` is when those
 /// periods became closable at the latest (the previous tick).
-fn tick(shared: &Shared, st: &mut State, closable: Instant) {
+fn tick(shared: &Shared, g: &mut Global, closable: Instant) {
     let now = Instant::now();
-    let State {
-        parts,
-        idle,
-        changes,
-        ..
-    } = st;
-    if let Some(wm) = global_watermark(parts.values(), now, *idle) {
-        for p in parts.values_mut() {
-            p.advance(wm, changes);
+    let changes = &mut g.changes;
+    {
+        let mut shards = shared.lock_shards();
+        let wm = global_watermark(
+            shards.iter().flat_map(|s| s.parts.values()),
+            now,
+            shared.idle,
+        );
+        if let Some(wm) = wm {
+            for s in shards.iter_mut() {
+                for p in s.parts.values_mut() {
+                    p.advance(wm, changes);
+                }
+            }
+            shared.metrics.watermark.set(wm as f64 / 1000.0);
         }
-        shared.metrics.watermark.set(wm as f64 / 1000.0);
     }
     if changes.is_empty() {
         return;
@@ -460,7 +480,7 @@ fn tick(shared: &Shared, st: &mut State, closable: Instant) {
 /// or only `only`). Returns how many partitions were committed.
 fn commit(
     shared: &Shared,
-    st: &mut State,
+    g: &mut Global,
     consumer: &BaseConsumer<Ctx>,
     mode: CommitMode,
     only: Option<&[Key]>,
@@ -475,70 +495,73 @@ fn commit(
     }
     let mut tpl = TopicPartitionList::new();
     let mut points = Vec::new();
-    for (key, p) in st.parts.iter_mut() {
-        if only.is_some_and(|o| !o.contains(key)) {
-            continue;
+    for mut s in shared.lock_shards() {
+        for (key, p) in s.parts.iter_mut() {
+            if only.is_some_and(|o| !o.contains(key)) {
+                continue;
+            }
+            let Some((offset, wm)) = p.commit_point() else {
+                continue;
+            };
+            if g.committed.get(key) == Some(&offset) && matches!(mode, CommitMode::Async) {
+                continue;
+            }
+            tpl.add_partition(&key.0, key.1)
+                .set_offset(Offset::Offset(offset))?;
+            if let Some(mut e) = tpl.find_partition(&key.0, key.1) {
+                e.set_metadata(encode_metadata(wm));
+            }
+            points.push((key.clone(), offset));
         }
-        let Some((offset, wm)) = p.commit_point() else {
-            continue;
-        };
-        if st.committed.get(key) == Some(&offset) && matches!(mode, CommitMode::Async) {
-            continue;
-        }
-        tpl.add_partition(&key.0, key.1)
-            .set_offset(Offset::Offset(offset))?;
-        if let Some(mut e) = tpl.find_partition(&key.0, key.1) {
-            e.set_metadata(encode_metadata(wm));
-        }
-        points.push((key.clone(), offset));
     }
     if tpl.count() == 0 {
         return Ok(0);
     }
     consumer.commit(&tpl, mode)?;
     for (k, o) in points {
-        st.committed.insert(k, o);
+        g.committed.insert(k, o);
     }
     Ok(tpl.count())
 }
 
 /// Refreshes lag, readiness and the gauges.
-fn refresh(shared: &Shared, st: &mut State, consumer: &BaseConsumer<Ctx>) {
-    let (mut windows, mut series) = (0u64, 0u64);
-    let mut all_caught_up = !st.parts.is_empty();
+fn refresh(shared: &Shared, g: &mut Global, consumer: &BaseConsumer<Ctx>) {
+    let (mut windows, mut series, mut assigned) = (0u64, 0u64, 0usize);
+    let mut all_caught_up = true;
     let mut evals: Vec<(Key, String, u64)> = Vec::new();
-    for (key, p) in st.parts.iter_mut() {
-        if let Some((low, high)) = cached_watermarks(consumer, &key.0, key.1) {
-            if high >= 0 {
+    for mut s in shared.lock_shards() {
+        for (key, p) in s.parts.iter_mut() {
+            assigned += 1;
+            if let Some((low, high)) = cached_watermarks(consumer, &key.0, key.1) {
                 p.high_watermark = Some(high);
                 // An empty partition is caught up from the start.
                 if p.next_offset.is_none() && p.start_offset.is_none() && low >= high {
                     p.start_offset = Some(high);
                 }
             }
-        }
-        match p.lag() {
-            Some(lag) => {
-                shared
-                    .metrics
-                    .lag
-                    .get_or_create(&PartitionLabels {
-                        topic: key.0.clone(),
-                        partition: key.1,
-                    })
-                    .set(lag);
-                all_caught_up &= lag == 0;
+            match p.lag() {
+                Some(lag) => {
+                    shared
+                        .metrics
+                        .lag
+                        .get_or_create(&PartitionLabels {
+                            topic: key.0.to_string(),
+                            partition: key.1,
+                        })
+                        .set(lag);
+                    all_caught_up &= lag == 0;
+                }
+                None => all_caught_up = false,
             }
-            None => all_caught_up = false,
-        }
-        for s in p.engine.stats() {
-            windows += s.open_windows;
-            series += s.live_series;
-            evals.push((key.clone(), s.rule, s.evaluations));
+            for st in p.engine.stats() {
+                windows += st.open_windows;
+                series += st.live_series;
+                evals.push((key.clone(), st.rule, st.evaluations));
+            }
         }
     }
     for (key, rule, n) in evals {
-        let seen = st.evaluations_seen.entry((key, rule.clone())).or_insert(0);
+        let seen = g.evaluations_seen.entry((key, rule.clone())).or_insert(0);
         // A reload that restarted the rule resets its count.
         let delta = if n >= *seen { n - *seen } else { n };
         *seen = n;
@@ -552,8 +575,8 @@ fn refresh(shared: &Shared, st: &mut State, consumer: &BaseConsumer<Ctx>) {
     }
     shared.metrics.open_windows.set(windows as i64);
     shared.metrics.live_series.set(series as i64);
-    if all_caught_up && !shared.ready.swap(true, Ordering::SeqCst) {
-        tracing::info!(partitions = st.parts.len(), "caught up: ready");
+    if assigned > 0 && all_caught_up && !shared.ready.swap(true, Ordering::SeqCst) {
+        tracing::info!(partitions = assigned, "caught up: ready");
     }
 }
 
@@ -582,8 +605,10 @@ fn cached_watermarks(
 }
 
 /// Every partition read to its end and idle: nothing more will come.
-fn at_end(st: &State, now: Instant) -> bool {
-    st.parts
-        .values()
-        .all(|p| p.lag() == Some(0) && p.is_idle(now, st.idle))
+fn at_end(shared: &Shared, now: Instant) -> bool {
+    shared.lock_shards().iter().all(|s| {
+        s.parts
+            .values()
+            .all(|p| p.lag() == Some(0) && p.is_idle(now, shared.idle))
+    })
 }

@@ -10,6 +10,7 @@
 pub mod consumer;
 pub mod partition;
 pub mod sink;
+pub mod worker;
 
 use rdkafka::ClientConfig;
 

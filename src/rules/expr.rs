@@ -285,9 +285,11 @@ impl Expr {
 #[inline]
 fn eval_bin<'s>(op: BinOp, a: &'s Expr, b: &'s Expr, ev: &'s Event<'s>) -> Option<Val<'s>> {
     use BinOp::*;
-    if let And | Or = op {
-        let (x, y) = (a.test(ev), b.test(ev));
-        return Some(Val::Bool(if op == And { x && y } else { x || y }));
+    // Short-circuit: evaluating an expression has no side effects.
+    match op {
+        And => return Some(Val::Bool(a.test(ev) && b.test(ev))),
+        Or => return Some(Val::Bool(a.test(ev) || b.test(ev))),
+        _ => {}
     }
     let (x, y) = match (a.eval(ev), b.eval(ev)) {
         (Some(x), Some(y)) => (x, y),
