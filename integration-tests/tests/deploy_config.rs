@@ -1,0 +1,56 @@
+//! The configs that deploy/ ships load with klaxon's own loader: the
+//! example `deploy/klaxon.yaml`, and the one embedded in the Kubernetes
+//! ConfigMap (with its Secret-mounted password read from a file).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use integration_tests::{unique, workspace};
+use klaxon::config::run::load;
+use klaxon::config::yaml;
+
+#[test]
+fn the_example_config_loads() {
+    let c = load(&workspace().join("deploy/klaxon.yaml"), &BTreeMap::new()).unwrap();
+    assert_eq!(c.kafka.alerts_topic, "klaxon.alerts");
+    assert_eq!(c.kafka.dlq_topic, "klaxon.dlq");
+    assert!(c.rules.iter().all(|r| r.exists()), "{:?}", c.rules);
+}
+
+#[test]
+fn the_kubernetes_configmap_config_loads_with_its_secret() {
+    let text = std::fs::read_to_string(workspace().join("deploy/kubernetes/configmap-config.yaml"))
+        .unwrap();
+    let doc = yaml::parse(&text).unwrap();
+    let embedded = doc
+        .get("data")
+        .and_then(|d| d.get("klaxon.yaml"))
+        .and_then(|n| n.as_str())
+        .expect("data.klaxon.yaml in the ConfigMap")
+        .to_string();
+
+    // The Secret is mounted at /etc/klaxon/secrets in the pod; here, a temp folder.
+    let dir = std::env::temp_dir().join(unique("klaxon-k8s"));
+    std::fs::create_dir_all(dir.join("secrets")).unwrap();
+    std::fs::write(dir.join("secrets/kafka-password"), "s3cret\n").unwrap();
+    let config = embedded.replace(
+        "/etc/klaxon/secrets/",
+        &format!("{}/secrets/", dir.display()),
+    );
+    assert_ne!(
+        config, embedded,
+        "the ConfigMap reads the password from the mounted Secret"
+    );
+    let path = dir.join("klaxon.yaml");
+    std::fs::write(&path, config).unwrap();
+
+    let c = load(&path, &BTreeMap::new()).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.kafka.properties["sasl.password"].expose(), "s3cret");
+    assert!(
+        !format!("{c:?}").contains("s3cret"),
+        "the secret never shows in Debug"
+    );
+    assert_eq!(c.rules, vec![Path::new("/etc/klaxon/rules").to_path_buf()]);
+    assert_eq!(c.http_listen.port(), 9464);
+    assert_eq!(c.http_listen.ip().to_string(), "0.0.0.0");
+}
