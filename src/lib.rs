@@ -4,6 +4,8 @@
 //!  bytes ──decode──▶ Event ──window──▶ per-period aggregates ──rules──▶ Datapoint
 //!                                                                       │
 //!   StateChange ◀── M-of-N state machine (CloudWatch semantics) ◀───────┘
+//!       │
+//!       └──alerts──▶ dedup → incidents (group) → inhibit/silence → nflog ──▶ Notification
 //! ```
 //!
 //! - [`decode`]: one JSON object → a typed [`model::Event`], or a reason.
@@ -12,6 +14,9 @@
 //! - [`rules`]: expressions (evalexpr 11.3), the state machine, templates.
 //! - [`config`]: rule files as written → compiled rules, with `file:line:col`
 //!   errors.
+//! - [`alerts`]: dispatch: state changes → alerts → incidents →
+//!   notifications per receiver (dedup, grouping, inhibition, silences and
+//!   maintenance windows, the notification log).
 //! - [`engine`]: joins window and rules; used by both `klaxon replay` and
 //!   `klaxon run`.
 //! - [`kafka`]: `klaxon run` as a consumer group: per-partition engines and
@@ -27,6 +32,8 @@ pub mod engine;
 pub mod kafka;
 pub mod rules;
 pub mod window;
+
+pub mod alerts;
 
 pub mod http;
 pub mod metrics;

@@ -7,8 +7,9 @@
 use std::borrow::Cow;
 use std::fmt;
 
+use serde::de::{Deserializer, MapAccess, Visitor};
 use serde::ser::{SerializeMap, Serializer};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Milliseconds since the Unix epoch, UTC. All event time in klaxon is this.
 pub type Millis = i64;
@@ -275,7 +276,7 @@ pub enum AggInput {
 }
 
 /// A rule's alarm state, as CloudWatch names them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AlarmState {
     Ok,
@@ -348,6 +349,56 @@ impl Serialize for Ordered<f64> {
             }
         }
         map.end()
+    }
+}
+
+/// Reads a JSON object back in the order it was written (`null` → NaN for
+/// numbers, the inverse of the serializer above).
+struct OrderedVisitor<V>(std::marker::PhantomData<V>);
+
+impl<'de, V: OrderedValue<'de>> Visitor<'de> for OrderedVisitor<V> {
+    type Value = Ordered<V>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut out = Vec::with_capacity(map.size_hint().unwrap_or(0));
+        while let Some(k) = map.next_key::<String>()? {
+            let v = V::read(&mut map)?;
+            out.push((k, v));
+        }
+        Ok(Ordered(out))
+    }
+}
+
+/// The value types an [`Ordered`] map can be read back with.
+trait OrderedValue<'de>: Sized {
+    fn read<A: MapAccess<'de>>(map: &mut A) -> Result<Self, A::Error>;
+}
+
+impl<'de> OrderedValue<'de> for String {
+    fn read<A: MapAccess<'de>>(map: &mut A) -> Result<Self, A::Error> {
+        map.next_value()
+    }
+}
+
+impl<'de> OrderedValue<'de> for f64 {
+    fn read<A: MapAccess<'de>>(map: &mut A) -> Result<Self, A::Error> {
+        Ok(map.next_value::<Option<f64>>()?.unwrap_or(f64::NAN))
+    }
+}
+
+impl<'de> Deserialize<'de> for Ordered<String> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_map(OrderedVisitor(std::marker::PhantomData))
+    }
+}
+
+impl<'de> Deserialize<'de> for Ordered<f64> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_map(OrderedVisitor(std::marker::PhantomData))
     }
 }
 
@@ -466,5 +517,20 @@ mod tests {
         // Pinned: a fingerprint is an id that must not drift between releases.
         assert_eq!(fingerprint("r", &a), fingerprint("r", &a.clone()));
         assert_eq!(fingerprint("r", &a).len(), 16);
+    }
+
+    #[test]
+    fn ordered_maps_read_back_in_written_order() {
+        let labels = Ordered(vec![("z".into(), "1".into()), ("a".into(), "2".into())]);
+        let json = serde_json::to_string(&labels).unwrap();
+        assert_eq!(json, r#"{"z":"1","a":"2"}"#);
+        let back: Ordered<String> = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, labels);
+        let values = Ordered(vec![("cpu".into(), 93.5), ("bad".into(), f64::NAN)]);
+        let json = serde_json::to_string(&values).unwrap();
+        assert_eq!(json, r#"{"cpu":93.5,"bad":null}"#);
+        let back: Ordered<f64> = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.get("cpu"), Some(&93.5));
+        assert!(back.get("bad").unwrap().is_nan());
     }
 }

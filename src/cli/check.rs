@@ -1,14 +1,23 @@
 use std::path::PathBuf;
 
-use crate::config::{file_kind, load_rules, read_yaml, yaml_files, FileKind};
+use crate::config::{file_kind, load_dispatch, load_rules, read_yaml, yaml_files, FileKind};
 use crate::rules::unit::TestFile;
 
 /// `klaxon check PATH...`
 pub fn run(paths: &[PathBuf]) -> i32 {
     let mut errors = Vec::new();
     let mut rules = 0;
+    let mut rule_teams = Vec::new();
     match load_rules(paths) {
-        Ok(set) => rules = set.rules.len(),
+        Ok(set) => {
+            rules = set.rules.len();
+            rule_teams = set.rules.into_iter().map(|r| r.team).collect();
+        }
+        Err(mut es) => errors.append(&mut es),
+    }
+    let mut dispatch = None;
+    match load_dispatch(paths) {
+        Ok(d) => dispatch = Some(d),
         Err(mut es) => errors.append(&mut es),
     }
     let mut tests = 0;
@@ -30,8 +39,30 @@ pub fn run(paths: &[PathBuf]) -> i32 {
         }
         Err(e) => errors.push(e),
     }
+    // Both loaders report a broken YAML or dispatch file: once is enough.
+    let mut seen = std::collections::HashSet::new();
+    errors.retain(|e| seen.insert(e.to_string()));
     if errors.is_empty() {
-        println!("ok: {rules} rules, {tests} rule test files");
+        let d = dispatch.unwrap_or_default();
+        // A team file for a team no rule names is likely a typo.
+        let teams: Vec<&str> = rule_teams.iter().map(String::as_str).collect();
+        for name in d.teams.keys() {
+            if !teams.contains(&name.as_str()) {
+                let hint = crate::rules::expr::suggest(name, teams.iter().copied())
+                    .map(|s| format!("; did you mean `{s}`?"))
+                    .unwrap_or_default();
+                eprintln!("warning: team `{name}` has a team file but no rules here{hint}");
+            }
+        }
+        println!(
+            "ok: {}, {}, {}, {}, {}, {}",
+            count(rules, "rule", "rules"),
+            count(tests, "rule test file", "rule test files"),
+            count(d.teams.len(), "team file", "team files"),
+            count(d.silences.len(), "silence", "silences"),
+            count(d.windows.len(), "maintenance window", "maintenance windows"),
+            count(d.inhibit_rules.len(), "inhibit rule", "inhibit rules"),
+        );
         0
     } else {
         for e in &errors {
@@ -40,4 +71,8 @@ pub fn run(paths: &[PathBuf]) -> i32 {
         eprintln!("{} error(s)", errors.len());
         1
     }
+}
+
+fn count(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
 }

@@ -33,7 +33,8 @@ pub enum Command {
         paths: Vec<PathBuf>,
     },
     /// Run the rules over a JSONL telemetry file in event time, printing
-    /// one JSON line per alert state change.
+    /// one JSON line per alert state change (and, with --dispatch, the
+    /// notifications they would have caused).
     Replay {
         /// Rule files or directories.
         #[arg(long, required = true)]
@@ -44,6 +45,16 @@ pub enum Command {
         /// How long after a period's end to wait for late events.
         #[arg(long, default_value = "30s", value_parser = parse_duration_arg)]
         lateness: i64,
+        /// Also run dispatch (grouping, inhibition, silences, the
+        /// notification log) in event time, with the team, silence and
+        /// inhibit files found under --rules: a dry run of what would have
+        /// been sent.
+        #[arg(long, requires = "outbox")]
+        dispatch: bool,
+        /// With --dispatch: write each notification as a JSON line here
+        /// (`-`: standard output, instead of the state changes).
+        #[arg(long, requires = "dispatch")]
+        outbox: Option<PathBuf>,
     },
     /// Run as a Kafka consumer group: telemetry topics in, alert state
     /// changes out (see deploy/klaxon.yaml).
@@ -131,7 +142,9 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             rules,
             input,
             lateness,
-        } => replay::run(&rules, &input, lateness),
+            dispatch: _,
+            outbox,
+        } => replay::run(&rules, &input, lateness, outbox.as_deref()),
         Command::Test { files } => Ok(test::run(&files)),
         Command::Run {
             config,

@@ -4,6 +4,7 @@
 //! hand over: a rule set is built whole or not at all, and every error names
 //! `file:line:col`, the rule, and what is wrong.
 
+pub mod dispatch;
 pub mod duration;
 pub mod rules;
 pub mod run;
@@ -12,6 +13,7 @@ pub mod yaml;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+pub use dispatch::load_dispatch;
 pub use rules::{load_rules, Rule, RuleSet};
 pub use yaml::Pos;
 
@@ -80,8 +82,17 @@ impl std::error::Error for ConfigError {}
 /// What a YAML file under `rules/` holds, told by its top-level keys.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FileKind {
+    /// `rules:` (and `team:`): rules, compiled by [`load_rules`].
     Rules,
+    /// `tests:`: rule unit tests (`klaxon test`).
     Tests,
+    /// `team:` without `rules:`: a team's grouping and receivers
+    /// (`rules/teams/*.yaml`).
+    Team,
+    /// `silences:`: silences and maintenance windows (`rules/silences/`).
+    Silences,
+    /// `inhibit_rules:`.
+    Inhibit,
     Unknown,
 }
 
@@ -90,10 +101,19 @@ pub fn file_kind(doc: &yaml::Node) -> FileKind {
         FileKind::Rules
     } else if doc.get("tests").is_some() {
         FileKind::Tests
+    } else if doc.get("silences").is_some() {
+        FileKind::Silences
+    } else if doc.get("inhibit_rules").is_some() {
+        FileKind::Inhibit
+    } else if doc.get("team").is_some() {
+        FileKind::Team
     } else {
         FileKind::Unknown
     }
 }
+
+/// What [`FileKind::Unknown`] reports.
+pub const NOT_A_KLAXON_FILE: &str = "not a klaxon file: expected `team:` and `rules:` (a rule file), `tests:` (a rule test file), `team:` alone (a team file), `silences:` or `inhibit_rules:`";
 
 /// Every `.yaml`/`.yml` file under `paths` (files are taken as given), sorted.
 pub fn yaml_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, ConfigError> {

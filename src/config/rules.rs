@@ -71,8 +71,10 @@ const RULE_FIELDS: &[&str] = &[
 ];
 pub const SEVERITIES: &[&str] = &["critical", "error", "warning", "info"];
 
-/// Loads every rule file under `paths`, skipping rule test files. All
-/// errors are returned, not only the first.
+/// Loads every rule file under `paths`, skipping rule test files. Dispatch
+/// files (teams, silences, inhibit rules: see
+/// [`load_dispatch`](super::load_dispatch)) are checked but not returned.
+/// All errors are returned, not only the first.
 pub fn load_rules(paths: &[PathBuf]) -> Result<RuleSet, Vec<ConfigError>> {
     let files = yaml_files(paths).map_err(|e| vec![e])?;
     let mut set = RuleSet::default();
@@ -90,12 +92,31 @@ pub fn load_rules(paths: &[PathBuf]) -> Result<RuleSet, Vec<ConfigError>> {
                 Ok(rules) => set.rules.extend(rules),
                 Err(mut es) => errors.append(&mut es),
             },
+            // Rule test files are `klaxon test`'s.
             FileKind::Tests => {}
+            // Dispatch files are `load_dispatch`'s, but a folder loads
+            // whole or not at all, and a rule file whose `rules:` is
+            // misspelt looks like a team file: its rules must not vanish.
+            FileKind::Team => {
+                if let Err(e) = super::dispatch::compile_team(&f, &doc) {
+                    errors.push(e);
+                }
+            }
+            FileKind::Silences => {
+                if let Err(mut es) = super::dispatch::compile_silences(&f, &doc) {
+                    errors.append(&mut es);
+                }
+            }
+            FileKind::Inhibit => {
+                if let Err(mut es) = super::dispatch::compile_inhibit(&f, &doc) {
+                    errors.append(&mut es);
+                }
+            }
             FileKind::Unknown => errors.push(ConfigError::new(
                 ErrorKind::Schema,
                 &f,
                 doc.pos,
-                "not a klaxon file: expected `team:` and `rules:` (a rule file) or `tests:` (a rule test file)",
+                super::NOT_A_KLAXON_FILE,
             )),
         }
     }
@@ -470,6 +491,20 @@ rules:
         assert_eq!(r.policy.evaluation_periods, 2);
         assert_eq!(r.aggs.len(), 1);
         assert_eq!(r.team, "platform");
+    }
+
+    /// A rule file with `rules:` misspelt would read as a team file; its
+    /// rules must not silently disappear from the set.
+    #[test]
+    fn a_misspelt_rules_key_is_an_error_not_a_team_file() {
+        let dir = std::env::temp_dir().join(format!("klaxon-rules-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("r.yaml"), GOOD.replace("rules:", "rule:")).unwrap();
+        let errs = load_rules(std::slice::from_ref(&dir)).unwrap_err();
+        std::fs::remove_dir_all(&dir).ok();
+        let e = errs[0].to_string();
+        assert!(e.contains("r.yaml:2:1: "), "{e}");
+        assert!(e.contains("did you mean `rules`"), "{e}");
     }
 
     /// (a replacement applied to GOOD, expected `line:col`, words in the message)
