@@ -404,7 +404,7 @@ impl<'de> Deserialize<'de> for Ordered<f64> {
 
 /// An alert state change: what `klaxon replay` prints and `klaxon run`
 /// publishes. `id` is deterministic, so a consumer can dedup redeliveries.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct StateChange {
     pub id: String,
     pub fingerprint: String,
@@ -413,13 +413,18 @@ pub struct StateChange {
     pub labels: Ordered<String>,
     pub state: AlarmState,
     pub previous: AlarmState,
-    #[serde(serialize_with = "ser_rfc3339")]
+    #[serde(serialize_with = "ser_rfc3339", deserialize_with = "de_rfc3339")]
     pub period_end: Millis,
     pub values: Ordered<f64>,
     pub severity: String,
     pub summary: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub runbook: Option<String>,
+}
+
+fn de_rfc3339<'de, D: Deserializer<'de>>(d: D) -> Result<Millis, D::Error> {
+    let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+    crate::decode::time::parse_rfc3339(&s).map_err(serde::de::Error::custom)
 }
 
 fn ser_rfc3339<S: Serializer>(t: &Millis, s: S) -> Result<S::Ok, S::Error> {
@@ -495,6 +500,26 @@ pub fn change_id(fingerprint: &str, period_end: Millis, state: AlarmState) -> St
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_state_change_round_trips_through_json() {
+        let c = StateChange {
+            id: "f-1795771800000-alarm".into(),
+            fingerprint: "f".into(),
+            rule: "R".into(),
+            team: "t".into(),
+            labels: Ordered(vec![("b".into(), "1".into()), ("a".into(), "2".into())]),
+            state: AlarmState::Alarm,
+            previous: AlarmState::Ok,
+            period_end: 1_795_771_800_123,
+            values: Ordered(vec![("cpu".into(), 93.5)]),
+            severity: "warning".into(),
+            summary: "s".into(),
+            runbook: None,
+        };
+        let json = serde_json::to_string(&c).unwrap();
+        assert_eq!(serde_json::from_str::<StateChange>(&json).unwrap(), c);
+    }
 
     #[test]
     fn rfc3339_formats_whole_seconds_without_fraction() {

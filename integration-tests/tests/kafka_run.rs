@@ -29,7 +29,7 @@ fn run_publishes_what_replay_prints_and_dead_letters_bad_input() {
         brokers: &brokers,
         topics: &topics,
         group: &unique("g"),
-        rules: &workspace().join("rules/cloudmart"),
+        rules: &workspace().join("rules"),
         http_port: port,
         idle_timeout: "1s",
         max_event_bytes: 4096,
@@ -59,19 +59,22 @@ fn run_publishes_what_replay_prints_and_dead_letters_bad_input() {
     );
     assert_eq!(got_sorted, want, "same fields and values as replay");
 
-    // Keyed by notification group: team platform groups by rule.
-    for (r, v) in alerts.iter().zip(&got) {
+    // Keyed by incident: the team files' grouping (rules/teams/), the same
+    // key dispatch groups by; alerts of one incident share a partition.
+    let dispatch = klaxon::config::dispatch::load_dispatch(&[workspace().join("rules")]).unwrap();
+    let mut partition_of = std::collections::BTreeMap::new();
+    for r in &alerts {
+        let change: klaxon::model::StateChange = serde_json::from_str(&r.payload).unwrap();
         let k = r.key.as_deref().unwrap();
-        if v["team"] == "platform" {
-            assert_eq!(
-                k,
-                format!("platform\u{1f}rule={}", v["rule"].as_str().unwrap())
-            );
-        } else {
-            assert_eq!(k, v["fingerprint"].as_str().unwrap());
-        }
-        assert_eq!(r.headers["klaxon.id"], v["id"].as_str().unwrap());
+        assert_eq!(k, klaxon::kafka::group_key(&change, &dispatch));
+        assert!(k.starts_with(&format!("{}/", change.team)), "{k}");
+        assert_eq!(
+            *partition_of.entry(k.to_string()).or_insert(r.partition),
+            r.partition
+        );
+        assert_eq!(r.headers["klaxon.id"], change.id);
     }
+    assert!(partition_of.len() > 1, "several incidents");
 
     let dead = read_all(&brokers, &topics.dlq, Duration::from_secs(2));
     let mut reasons: Vec<&str> = dead

@@ -36,19 +36,32 @@ pub fn run(config: &Path, exit_at_end: bool) -> anyhow::Result<i32> {
             return Ok(1);
         }
     };
-    tracing::info!(rules = rules.rules.len(), config = %config.display(), "starting");
+    let dispatch = match crate::config::dispatch::load_dispatch(&cfg.rules) {
+        Ok(d) => d,
+        Err(errors) => {
+            for e in &errors {
+                eprintln!("{e}");
+            }
+            eprintln!(
+                "klaxon run: {} error(s) in the team, silence or inhibit files; not starting",
+                errors.len()
+            );
+            return Ok(1);
+        }
+    };
+    tracing::info!(rules = rules.rules.len(), teams = dispatch.teams.len(), config = %config.display(), "starting");
 
     let metrics = Metrics::default();
     let registry = Arc::new(metrics.registry());
     let sink = Arc::new(Sink::new(
         producer_config(&cfg.kafka),
         &cfg.kafka,
-        cfg.teams.clone(),
+        dispatch,
         metrics.clone(),
     )?);
     let shared = Shared::new(&cfg, rules, Arc::clone(&sink), metrics.clone(), cfg.workers);
     let (tx, rx) = mpsc::channel();
-    let reloader = Reloader::new(cfg.rules.clone(), tx, metrics.clone());
+    let reloader = Reloader::new(cfg.rules.clone(), tx, Arc::clone(&sink), metrics.clone());
     let stop = Arc::new(AtomicBool::new(false));
 
     {

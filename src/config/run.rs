@@ -63,13 +63,6 @@ pub struct KafkaConfig {
     pub properties: BTreeMap<String, PropValue>,
 }
 
-/// How a team's alerts group into notifications (the dispatch stage's
-/// incidents). Here it decides the alerts topic's message key.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct TeamConfig {
-    pub group_by: Vec<String>,
-}
-
 #[derive(Clone, Debug, PartialEq)]
 pub struct RunConfig {
     /// The file it was read from (relative paths resolve against its folder).
@@ -82,7 +75,6 @@ pub struct RunConfig {
     pub max_event_bytes: usize,
     /// Threads that decode and aggregate (0: one per core).
     pub workers: usize,
-    pub teams: BTreeMap<String, TeamConfig>,
 }
 
 pub const DEFAULT_ALERTS_TOPIC: &str = "klaxon.alerts";
@@ -119,7 +111,6 @@ const TOP: &[&str] = &[
     "windows",
     "max_event_bytes",
     "workers",
-    "teams",
 ];
 const KAFKA: &[&str] = &[
     "brokers",
@@ -250,28 +241,6 @@ fn parse(file: &Path, doc: &Node, env: &dyn Env) -> Result<RunConfig, ConfigErro
         })?,
     };
 
-    let mut teams = BTreeMap::new();
-    if let Some(n) = top.get("teams") {
-        let map = n.as_map().ok_or_else(|| {
-            schema(
-                file,
-                n.pos,
-                "`teams` must be a mapping of team name to settings",
-            )
-        })?;
-        for (name, v) in map {
-            let name = name
-                .as_str()
-                .ok_or_else(|| schema(file, name.pos, "team names must be strings"))?;
-            let t = Fields::new(file, v, "a team", &["group_by"])?;
-            let group_by = match t.get("group_by") {
-                Some(n) => strings(file, n, "`group_by`")?,
-                None => Vec::new(),
-            };
-            teams.insert(name.to_string(), TeamConfig { group_by });
-        }
-    }
-
     // Environment overrides win over the file.
     if let Some(v) = env.var("KLAXON_BROKERS") {
         kafka.brokers = v;
@@ -338,7 +307,6 @@ fn parse(file: &Path, doc: &Node, env: &dyn Env) -> Result<RunConfig, ConfigErro
         idle_timeout,
         max_event_bytes,
         workers,
-        teams,
     })
 }
 
@@ -465,7 +433,6 @@ mod tests {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/klaxon.yaml");
         let c = load(&path, &BTreeMap::new()).unwrap();
         assert_eq!(c.kafka.topics.len(), 3);
-        assert!(c.rules[0].ends_with("rules/cloudmart"));
-        assert_eq!(c.teams["platform"].group_by, vec!["rule"]);
+        assert!(c.rules[0].ends_with("rules"));
     }
 }

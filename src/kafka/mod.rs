@@ -14,9 +14,9 @@ pub mod worker;
 
 use rdkafka::ClientConfig;
 
-use crate::config::run::{KafkaConfig, TeamConfig};
+use crate::alerts::{group::group_of, Alert, DispatchConfig, Team};
+use crate::config::run::KafkaConfig;
 use crate::model::StateChange;
-use std::collections::BTreeMap;
 
 /// Properties klaxon sets itself; the config cannot change them, because
 /// at-least-once delivery depends on them.
@@ -83,33 +83,18 @@ fn is_client_wide(name: &str) -> bool {
     .any(|p| name.starts_with(p))
 }
 
-/// The alerts-topic key of a change: its notification group. A team that
-/// groups by labels gets `team` and those values (with `rule`, `team` and
-/// `severity` as names too), so every alert of one group lands in one
-/// partition; otherwise the fingerprint.
-pub fn group_key(change: &StateChange, teams: &BTreeMap<String, TeamConfig>) -> String {
-    let Some(team) = teams.get(&change.team).filter(|t| !t.group_by.is_empty()) else {
-        return change.fingerprint.clone();
-    };
-    let mut key = change.team.clone();
-    for name in &team.group_by {
-        let v = match name.as_str() {
-            "rule" | "alertname" => Some(change.rule.as_str()),
-            "team" => Some(change.team.as_str()),
-            "severity" => Some(change.severity.as_str()),
-            _ => change
-                .labels
-                .0
-                .iter()
-                .find(|(k, _)| k == name)
-                .map(|(_, v)| v.as_str()),
-        };
-        key.push('\u{1f}');
-        key.push_str(name);
-        key.push('=');
-        key.push_str(v.unwrap_or(""));
-    }
-    key
+/// The alerts-topic key of a change: its notification group, which is
+/// exactly the dispatch stage's incident key (the team file's `group_by`,
+/// or the default grouping for a team without one). So one partition, and
+/// one consumer downstream, sees every alert of an incident.
+pub fn group_key(change: &StateChange, dispatch: &DispatchConfig) -> String {
+    let alert = Alert::firing(change);
+    let team = dispatch
+        .teams
+        .get(&change.team)
+        .cloned()
+        .unwrap_or_else(|| Team::default_for(&change.team));
+    group_of(&alert, &team.grouping).0
 }
 
 #[cfg(test)]
@@ -135,24 +120,32 @@ mod tests {
     }
 
     #[test]
-    fn keys_by_the_teams_group() {
-        let mut teams = BTreeMap::new();
-        teams.insert(
-            "web".to_string(),
-            TeamConfig {
-                group_by: vec!["rule".into(), "service".into()],
-            },
-        );
+    fn keys_by_the_incident() {
+        let mut dispatch = DispatchConfig::default();
+        let mut web = Team::default_for("web");
+        web.grouping.group_by = vec!["alertname".into(), "service".into()];
+        dispatch.teams.insert("web".into(), web.clone());
+        let mut a = change("web");
+        let key = group_key(&a, &dispatch);
+        assert_eq!(key, group_of(&Alert::firing(&a), &web.grouping).0);
+        // Another series of the same rule and service: the same incident.
+        a.fingerprint = "g".into();
+        assert_eq!(group_key(&a, &dispatch), key);
+        // Another service: another incident.
+        a.labels = Ordered(vec![("service".into(), "web".into())]);
+        assert_ne!(group_key(&a, &dispatch), key);
+        // A team without a file gets the default grouping.
+        let other = change("other");
         assert_eq!(
-            group_key(&change("web"), &teams),
-            "web\u{1f}rule=R\u{1f}service=api"
+            group_key(&other, &dispatch),
+            group_of(&Alert::firing(&other), &Team::default_for("other").grouping).0
         );
-        assert_eq!(group_key(&change("other"), &teams), "f");
     }
 
     #[test]
     fn owned_properties_cannot_be_overridden() {
         use crate::config::run::PropValue;
+        use std::collections::BTreeMap;
         let mut k = KafkaConfig {
             brokers: "b".into(),
             group_id: "g".into(),

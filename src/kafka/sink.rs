@@ -1,9 +1,8 @@
 //! The producer side of `klaxon run`: state changes to the alerts topic and
 //! rejected messages to the dead-letter topic.
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -11,7 +10,8 @@ use rdkafka::message::{DeliveryResult, Header, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::{ClientConfig, ClientContext, Message};
 
-use crate::config::run::{KafkaConfig, TeamConfig};
+use crate::alerts::DispatchConfig;
+use crate::config::run::KafkaConfig;
 use crate::metrics::Metrics;
 use crate::model::StateChange;
 
@@ -80,14 +80,15 @@ pub struct Sink {
     producer: ThreadedProducer<SinkContext>,
     alerts_topic: String,
     dlq_topic: String,
-    teams: BTreeMap<String, TeamConfig>,
+    /// Team grouping, for the message key (replaced on a reload).
+    dispatch: RwLock<DispatchConfig>,
 }
 
 impl Sink {
     pub fn new(
         config: ClientConfig,
         kafka: &KafkaConfig,
-        teams: BTreeMap<String, TeamConfig>,
+        dispatch: DispatchConfig,
         metrics: Metrics,
     ) -> Result<Self, KafkaError> {
         let ctx = SinkContext {
@@ -99,14 +100,19 @@ impl Sink {
             producer: config.create_with_context(ctx)?,
             alerts_topic: kafka.alerts_topic.clone(),
             dlq_topic: kafka.dlq_topic.clone(),
-            teams,
+            dispatch: RwLock::new(dispatch),
         })
+    }
+
+    /// Swaps in reloaded team files.
+    pub fn set_dispatch(&self, d: DispatchConfig) {
+        *self.dispatch.write().expect("dispatch config") = d;
     }
 
     /// Queues a state change, keyed by its notification group.
     pub fn publish(&self, change: &StateChange, closable: Instant) -> Result<(), KafkaError> {
         let payload = serde_json::to_vec(change).expect("a state change serializes");
-        let key = super::group_key(change, &self.teams);
+        let key = super::group_key(change, &self.dispatch.read().expect("dispatch config"));
         let headers = OwnedHeaders::new().insert(Header {
             key: "klaxon.id",
             value: Some(change.id.as_bytes()),

@@ -12,20 +12,29 @@ use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
+use crate::config::dispatch::load_dispatch;
 use crate::config::{load_rules, yaml_files, RuleSet};
+use crate::kafka::sink::Sink;
 use crate::metrics::{Metrics, ResultLabel};
 
 pub struct Reloader {
     paths: Vec<PathBuf>,
     tx: Mutex<Sender<RuleSet>>,
+    sink: Arc<Sink>,
     metrics: Metrics,
 }
 
 impl Reloader {
-    pub fn new(paths: Vec<PathBuf>, tx: Sender<RuleSet>, metrics: Metrics) -> Arc<Self> {
+    pub fn new(
+        paths: Vec<PathBuf>,
+        tx: Sender<RuleSet>,
+        sink: Arc<Sink>,
+        metrics: Metrics,
+    ) -> Arc<Self> {
         Arc::new(Reloader {
             paths,
             tx: Mutex::new(tx),
+            sink,
             metrics,
         })
     }
@@ -41,8 +50,17 @@ impl Reloader {
                 })
                 .inc()
         };
-        match load_rules(&self.paths) {
-            Ok(set) => {
+        let loaded = match (load_rules(&self.paths), load_dispatch(&self.paths)) {
+            (Ok(set), Ok(dispatch)) => Ok((set, dispatch)),
+            (Err(mut a), Err(b)) => {
+                a.extend(b);
+                Err(a)
+            }
+            (Err(e), _) | (_, Err(e)) => Err(e),
+        };
+        match loaded {
+            Ok((set, dispatch)) => {
+                self.sink.set_dispatch(dispatch);
                 let n = set.rules.len();
                 if self.tx.lock().expect("reload channel").send(set).is_err() {
                     count("failure");
