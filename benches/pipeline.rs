@@ -7,6 +7,10 @@
 //! `parse_only/struct` deserializes into a plain borrowed struct (what a
 //! minimal consumer would write); `decode` is klaxon's validating decoder;
 //! `decode_aggregate` is decode + routing + `where` + group_by + avg.
+//!
+//! `cloudmart_mixed/decode` decodes the lines of `examples/cloudmart.jsonl`
+//! (metrics, logs and spans, as `klaxon produce` writes them; two of the
+//! 5765 lines are deliberate mistakes).
 
 use std::collections::HashMap;
 
@@ -138,6 +142,24 @@ fn bench(c: &mut Criterion) {
             },
             BatchSize::LargeInput,
         )
+    });
+    g.finish();
+
+    let lines: Vec<&[u8]> = include_str!("../examples/cloudmart.jsonl")
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(str::as_bytes)
+        .collect();
+    let mut g = c.benchmark_group("cloudmart_mixed");
+    g.throughput(Throughput::Elements(lines.len() as u64));
+    g.bench_function("decode", |b| {
+        b.iter(|| {
+            let mut n = 0;
+            for e in &lines {
+                n += JsonDecoder.decode(e).is_ok() as usize;
+            }
+            n
+        })
     });
     g.finish();
 }

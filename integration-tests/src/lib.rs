@@ -121,25 +121,39 @@ pub struct Topics {
 impl Topics {
     /// Fresh telemetry topics (4 partitions each), alerts (4) and dlq (1).
     pub fn create(brokers: &str) -> Topics {
+        let t = Topics::names();
+        create_topics(brokers, &t.layout());
+        t
+    }
+
+    /// Fresh topic names, not created. For brokers without the CreateTopics
+    /// API (librdkafka's MockCluster: create each of [`Topics::layout`]
+    /// with `MockCluster::create_topic`).
+    pub fn names() -> Topics {
         let id = unique("t");
-        let t = Topics {
+        Topics {
             metrics: format!("{id}.metrics"),
             logs: format!("{id}.logs"),
             spans: format!("{id}.spans"),
             alerts: format!("{id}.alerts"),
             dlq: format!("{id}.dlq"),
-        };
-        create_topics(
-            brokers,
-            &[
-                (&t.metrics, 4),
-                (&t.logs, 4),
-                (&t.spans, 4),
-                (&t.alerts, 4),
-                (&t.dlq, 1),
-            ],
-        );
-        t
+        }
+    }
+
+    /// Every topic with its partition count.
+    pub fn layout(&self) -> [(&str, i32); 5] {
+        [
+            (&self.metrics, 4),
+            (&self.logs, 4),
+            (&self.spans, 4),
+            (&self.alerts, 4),
+            (&self.dlq, 1),
+        ]
+    }
+
+    /// The telemetry topics `klaxon run` consumes.
+    pub fn telemetry(&self) -> [&str; 3] {
+        [&self.metrics, &self.logs, &self.spans]
     }
 }
 
@@ -170,7 +184,7 @@ pub fn write_config(spec: &RunSpec<'_>) -> PathBuf {
     let text = format!(
         "kafka:\n  brokers: \"{b}\"\n  group_id: {g}\n  topics: [{m}, {l}, {s}]\n  alerts_topic: {a}\n  dlq_topic: {d}\n  properties:\n{props}\
          rules: {r}\nhttp:\n  listen: 127.0.0.1:{port}\nwindows:\n  lateness: 30s\n  idle_timeout: {idle}\n\
-         max_event_bytes: {max}\nteams:\n  platform:\n    group_by: [rule]\n",
+         max_event_bytes: {max}\n",
         b = spec.brokers,
         g = spec.group,
         m = spec.topics.metrics,
@@ -464,4 +478,322 @@ pub fn ids(records: &[Record]) -> Vec<String> {
     v.sort();
     v.dedup();
     v
+}
+
+/// The sum of a metric's samples whose labels contain `label` (e.g.
+/// `result="failure"`), from `/metrics`.
+pub fn metric_with(port: u16, name: &str, label: &str) -> f64 {
+    let Some((_, body)) = http(port, "GET", "/metrics") else {
+        return 0.0;
+    };
+    body.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| {
+            l.strip_prefix(name)
+                .and_then(|rest| rest.strip_prefix('{'))
+                .and_then(|rest| rest.split_once('}'))
+                .is_some_and(|(labels, _)| labels.split(',').any(|kv| kv == label))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// The first and the second half of `lines`, by line order ("mid-stream").
+pub fn halves(lines: &[String]) -> (Vec<String>, Vec<String>) {
+    let (a, b) = lines.split_at(lines.len() / 2);
+    (a.to_vec(), b.to_vec())
+}
+
+/// The ids of expected state changes (from [`replay_expected`]), sorted.
+pub fn expected_ids(expected: &[serde_json::Value]) -> Vec<String> {
+    let mut v: Vec<String> = expected
+        .iter()
+        .map(|e| e["id"].as_str().unwrap().to_string())
+        .collect();
+    v.sort();
+    v.dedup();
+    v
+}
+
+/// How many alert records repeat an id already seen (at-least-once).
+pub fn duplicates(records: &[Record]) -> usize {
+    records.len() - ids(records).len()
+}
+
+/// Asserts that the alert records hold exactly the `want` ids (sorted,
+/// deduplicated): nothing missing, nothing unexpected. `context` is printed
+/// on failure (member logs).
+pub fn assert_same_ids(records: &[Record], want: &[String], context: impl FnOnce() -> String) {
+    let got = ids(records);
+    let missing: Vec<&String> = want
+        .iter()
+        .filter(|i| got.binary_search(i).is_err())
+        .collect();
+    let unexpected: Vec<&String> = got
+        .iter()
+        .filter(|i| want.binary_search(i).is_err())
+        .collect();
+    if missing.is_empty() && unexpected.is_empty() {
+        return;
+    }
+    let described: Vec<String> = records
+        .iter()
+        .filter_map(|r| serde_json::from_str::<serde_json::Value>(&r.payload).ok())
+        .filter(|v| unexpected.iter().any(|u| v["id"] == u.as_str()))
+        .map(|v| {
+            format!(
+                "{} {}: {} -> {}",
+                v["id"].as_str().unwrap_or(""),
+                v["rule"].as_str().unwrap_or(""),
+                v["previous"].as_str().unwrap_or(""),
+                v["state"].as_str().unwrap_or("")
+            )
+        })
+        .collect();
+    panic!(
+        "alerts topic: {} ids, expected {}; missing {}: {missing:?}; unexpected {}: {described:#?}\n{}",
+        got.len(),
+        want.len(),
+        missing.len(),
+        unexpected.len(),
+        context(),
+    );
+}
+
+/// The ids on the alerts topic now (deduplicated, sorted), with a short
+/// quiet time: for polling with [`wait_for`].
+pub fn alert_ids(brokers: &str, topics: &Topics) -> Vec<String> {
+    ids(&read_all(
+        brokers,
+        &topics.alerts,
+        Duration::from_millis(1500),
+    ))
+}
+
+/// A committed offset of a consumer group.
+#[derive(Debug, Clone)]
+pub struct Committed {
+    pub topic: String,
+    pub partition: i32,
+    /// `None`: nothing committed.
+    pub offset: Option<i64>,
+    pub metadata: String,
+}
+
+impl Committed {
+    /// The watermark klaxon keeps in the commit metadata (`klaxon/1 wm=…`).
+    pub fn watermark(&self) -> Option<i64> {
+        self.metadata.strip_prefix("klaxon/1 wm=")?.parse().ok()
+    }
+}
+
+/// The offsets `group` has committed for every partition of `topics`
+/// (an OffsetFetch; this does not join the group).
+pub fn committed(brokers: &str, group: &str, topics: &[&str]) -> Vec<Committed> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for t in topics {
+        let md = consumer
+            .fetch_metadata(Some(t), Duration::from_secs(10))
+            .unwrap();
+        for p in 0..md.topics()[0].partitions().len() as i32 {
+            tpl.add_partition(t, p);
+        }
+    }
+    let Ok(c) = consumer.committed_offsets(tpl, Duration::from_secs(10)) else {
+        return Vec::new();
+    };
+    c.elements()
+        .iter()
+        .map(|e| Committed {
+            topic: e.topic().to_string(),
+            partition: e.partition(),
+            offset: e.offset().to_raw().filter(|o| *o >= 0),
+            metadata: e.metadata().to_string(),
+        })
+        .collect()
+}
+
+/// The latest event time (ms) among `lines`.
+pub fn last_event_time(lines: &[String]) -> i64 {
+    lines
+        .iter()
+        .filter_map(|l| {
+            klaxon::decode::Decoder::decode(&klaxon::decode::JsonDecoder, l.as_bytes())
+                .ok()
+                .map(|e| e.time())
+        })
+        .max()
+        .unwrap()
+}
+
+/// What the broker under test gets wrong that a consumer-group handover
+/// depends on (empty: nothing found). Two checks on a fresh one-partition
+/// topic: a fetch from an offset inside a record batch must return the
+/// rest of that batch, and a committed offset's metadata must come back
+/// from OffsetFetch (klaxon keeps its watermark there).
+pub fn broker_quirks(broker: &TestBroker) -> Vec<String> {
+    use rdkafka::consumer::CommitMode;
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    let brokers = &broker.bootstrap;
+    let topic = unique("quirks");
+    broker.create_topics(&[(&topic, 1)]);
+    let p: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("linger.ms", "200")
+        .create()
+        .unwrap();
+    for i in 0..10 {
+        p.send(BaseRecord::<str, str>::to(&topic).payload(&format!("m{i}")))
+            .unwrap();
+    }
+    p.flush(Duration::from_secs(10)).unwrap();
+    let group = unique("quirks");
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", &group)
+        .set("enable.auto.commit", "false")
+        .set("fetch.wait.max.ms", "50")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(&topic, 0, Offset::Offset(5))
+        .unwrap();
+    c.assign(&tpl).unwrap();
+    let mut got = Vec::new();
+    let end = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < end && got.len() < 5 {
+        if let Some(Ok(m)) = c.poll(Duration::from_millis(50)) {
+            got.push(m.offset());
+        }
+    }
+    let mut quirks = Vec::new();
+    if got.first() != Some(&5) {
+        quirks.push(format!(
+            "a fetch from offset 5 of a 10-message record batch returned offsets {got:?}, not 5..=9: \
+             a member that resumes at a committed offset inside a batch skips the rest of that batch"
+        ));
+    }
+    tpl.find_partition(&topic, 0)
+        .unwrap()
+        .set_metadata("klaxon/1 wm=123".to_string());
+    c.commit(&tpl, CommitMode::Sync).unwrap();
+    let back = committed(brokers, &group, &[&topic]);
+    let meta = back.first().map(|c| c.metadata.clone()).unwrap_or_default();
+    if meta != "klaxon/1 wm=123" {
+        quirks.push(format!(
+            "commit metadata does not round-trip (committed \"klaxon/1 wm=123\", OffsetFetch returned {meta:?}): \
+             the next owner cannot tell which periods were published and publishes again from the commit point"
+        ));
+    }
+    quirks
+}
+
+/// The broker of a test: a Kafka-compatible broker over TCP
+/// (`KLAXON_TEST_BROKERS=host:port`), or librdkafka's MockCluster inside
+/// the test process (`KLAXON_TEST_BROKERS=mock`, or [`TestBroker::mock`]),
+/// which listens on loopback so that `klaxon run` processes can join it.
+/// The MockCluster lives as long as this value.
+pub struct TestBroker {
+    pub bootstrap: String,
+    mock: Option<rdkafka::mocking::MockCluster<'static, rdkafka::producer::DefaultProducerContext>>,
+}
+
+impl TestBroker {
+    /// From `KLAXON_TEST_BROKERS` (required; `mock` for a MockCluster).
+    pub fn from_env() -> TestBroker {
+        let b = require_brokers();
+        if b == "mock" {
+            TestBroker::mock()
+        } else {
+            TestBroker {
+                bootstrap: b,
+                mock: None,
+            }
+        }
+    }
+
+    /// A fresh in-process MockCluster with one broker.
+    pub fn mock() -> TestBroker {
+        let mock = rdkafka::mocking::MockCluster::new(1).expect("librdkafka MockCluster");
+        TestBroker {
+            bootstrap: mock.bootstrap_servers(),
+            mock: Some(mock),
+        }
+    }
+
+    pub fn is_mock(&self) -> bool {
+        self.mock.is_some()
+    }
+
+    /// Creates topics: with the admin API over TCP; MockCluster does not
+    /// implement CreateTopics (the request times out), so with its own call.
+    pub fn create_topics(&self, topics: &[(&str, i32)]) {
+        match &self.mock {
+            Some(m) => {
+                for (t, p) in topics {
+                    m.create_topic(t, *p, 1)
+                        .unwrap_or_else(|e| panic!("mock: cannot create {t}: {e}"));
+                }
+            }
+            None => create_topics(&self.bootstrap, topics),
+        }
+    }
+
+    /// Fresh topics for one test run (see [`Topics::layout`]).
+    pub fn topics(&self) -> Topics {
+        let t = Topics::names();
+        self.create_topics(&t.layout());
+        t
+    }
+}
+
+/// The partitions of the telemetry topics that hold at least one message.
+pub fn partitions_with_data(brokers: &str, topics: &Topics) -> Vec<(String, i32)> {
+    let mut v: Vec<(String, i32)> = topics
+        .telemetry()
+        .iter()
+        .flat_map(|t| {
+            read_all(brokers, t, Duration::from_secs(1))
+                .into_iter()
+                .map(|r| (t.to_string(), r.partition))
+        })
+        .collect();
+    v.sort();
+    v.dedup();
+    v
+}
+
+/// Waits (up to `timeout`) until `group` has committed an offset past the
+/// start of each of `parts`: the members' watermarks have moved and the
+/// commit points with them, so a handover after this resumes mid-stream.
+/// Returns the partitions still at the start (empty: done).
+pub fn wait_committed_past_start(
+    brokers: &str,
+    group: &str,
+    topics: &Topics,
+    parts: &[(String, i32)],
+    timeout: Duration,
+) -> Vec<(String, i32)> {
+    wait_for(
+        timeout,
+        || {
+            let c = committed(brokers, group, &topics.telemetry());
+            parts
+                .iter()
+                .filter(|(t, p)| {
+                    !c.iter().any(|c| {
+                        &c.topic == t && c.partition == *p && c.offset.is_some_and(|o| o > 0)
+                    })
+                })
+                .cloned()
+                .collect::<Vec<_>>()
+        },
+        |left| left.is_empty(),
+    )
 }

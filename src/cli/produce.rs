@@ -260,4 +260,18 @@ mod tests {
         }
         assert!(kinds.iter().all(|k| *k > 100), "{kinds:?}");
     }
+
+    /// The differential test of `decode::fast` over generated traffic (it
+    /// lives here because `Generator` is private to this module): every
+    /// event takes the fast path and decodes exactly as serde_json does.
+    #[test]
+    fn generated_events_take_the_fast_decoder_identically() {
+        let mut g = Generator::new(1_795_770_000_000, 500);
+        let mut s = String::new();
+        for i in 0..5000 {
+            s.clear();
+            g.next(i, &mut s);
+            crate::decode::fast::assert_fast_and_identical(s.as_bytes());
+        }
+    }
 }

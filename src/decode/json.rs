@@ -16,76 +16,90 @@ use crate::model::{Attributes, Event, FieldValue, Log, Metric, Millis, Span, Spa
 pub struct JsonDecoder;
 
 impl Decoder for JsonDecoder {
+    /// The fast path ([`super::fast`]) for what it is sure of, else serde.
     fn decode<'a>(&self, bytes: &'a [u8]) -> Result<Event<'a>, DecodeError> {
-        let raw: Raw<'a> = serde_json::from_slice(bytes).map_err(|e| {
-            let msg = e.to_string();
-            let reason = match msg.rfind(" at line ") {
-                Some(i) => msg[..i].to_string(),
-                None => msg,
-            };
-            DecodeError {
-                column: Some(e.column()),
-                field: None,
-                reason,
-            }
-        })?;
-        raw.validate()
+        match super::fast::decode(bytes) {
+            Some(result) => result,
+            None => decode_serde(bytes),
+        }
     }
 }
 
+/// The serde_json path: the reference for what is accepted, and the only
+/// source of syntax and type errors.
+pub(super) fn decode_serde(bytes: &[u8]) -> Result<Event<'_>, DecodeError> {
+    let raw: Raw<'_> = serde_json::from_slice(bytes).map_err(|e| {
+        let msg = e.to_string();
+        let reason = match msg.rfind(" at line ") {
+            Some(i) => msg[..i].to_string(),
+            None => msg,
+        };
+        DecodeError {
+            column: Some(e.column()),
+            field: None,
+            reason,
+        }
+    })?;
+    raw.validate()
+}
+
 /// Every field any kind may have; `validate` checks which belong to which.
-#[derive(Deserialize)]
+/// The fast path fills the same struct, so that both validate alike.
+#[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-struct Raw<'a> {
+pub(super) struct Raw<'a> {
     #[serde(borrow)]
-    kind: Option<CowStr<'a>>,
-    time: Option<Time>,
+    pub(super) kind: Option<CowStr<'a>>,
+    pub(super) time: Option<Time>,
     #[serde(borrow)]
-    name: Option<CowStr<'a>>,
-    value: Option<f64>,
+    pub(super) name: Option<CowStr<'a>>,
+    pub(super) value: Option<f64>,
     #[serde(borrow)]
-    namespace: Option<CowStr<'a>>,
+    pub(super) namespace: Option<CowStr<'a>>,
     #[serde(borrow)]
-    unit: Option<CowStr<'a>>,
+    pub(super) unit: Option<CowStr<'a>>,
     #[serde(borrow)]
-    labels: Option<Pairs<'a>>,
+    pub(super) labels: Option<Pairs<'a>>,
     #[serde(borrow)]
-    service: Option<CowStr<'a>>,
+    pub(super) service: Option<CowStr<'a>>,
     #[serde(borrow)]
-    level: Option<CowStr<'a>>,
+    pub(super) level: Option<CowStr<'a>>,
     #[serde(borrow)]
-    message: Option<CowStr<'a>>,
+    pub(super) message: Option<CowStr<'a>>,
     #[serde(borrow)]
-    fields: Option<Pairs<'a>>,
+    pub(super) fields: Option<Pairs<'a>>,
     #[serde(borrow)]
-    trace_id: Option<CowStr<'a>>,
+    pub(super) trace_id: Option<CowStr<'a>>,
     #[serde(borrow)]
-    span_id: Option<CowStr<'a>>,
+    pub(super) span_id: Option<CowStr<'a>>,
     #[serde(borrow)]
-    parent_span_id: Option<CowStr<'a>>,
-    duration_ms: Option<f64>,
+    pub(super) parent_span_id: Option<CowStr<'a>>,
+    pub(super) duration_ms: Option<f64>,
     #[serde(borrow)]
-    status: Option<CowStr<'a>>,
+    pub(super) status: Option<CowStr<'a>>,
     #[serde(borrow)]
-    attributes: Option<Pairs<'a>>,
+    pub(super) attributes: Option<Pairs<'a>>,
 }
 
 fn required<T>(v: Option<T>, kind: &str, field: &str) -> Result<T, DecodeError> {
     v.ok_or_else(|| DecodeError::field(field, format!("missing, and a {kind} event requires it")))
 }
 
+#[inline]
 fn absent<T>(v: &Option<T>, kind: &str, field: &str) -> Result<(), DecodeError> {
     match v {
-        Some(_) => Err(DecodeError::field(
-            field,
-            format!("is not part of a {kind} event"),
-        )),
+        Some(_) => Err(not_part_of(kind, field)),
         None => Ok(()),
     }
 }
 
+#[cold]
+fn not_part_of(kind: &str, field: &str) -> DecodeError {
+    DecodeError::field(field, format!("is not part of a {kind} event"))
+}
+
 impl<'a> Raw<'a> {
-    fn validate(self) -> Result<Event<'a>, DecodeError> {
+    pub(super) fn validate(self) -> Result<Event<'a>, DecodeError> {
         let kind = self.kind.map(|c| c.0).ok_or_else(|| {
             DecodeError::field("kind", "missing; expected \"metric\", \"log\" or \"span\"")
         })?;
@@ -216,7 +230,7 @@ fn non_empty<'a>(s: Cow<'a, str>, field: &str) -> Result<Cow<'a, str>, DecodeErr
 }
 
 /// `time`: an RFC 3339 string or integer epoch milliseconds.
-struct Time(Millis);
+pub(super) struct Time(pub(super) Millis);
 
 impl<'de> Deserialize<'de> for Time {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -253,7 +267,7 @@ impl<'de> Deserialize<'de> for Time {
 
 /// A JSON object of string keys to scalar values, kept as a vector: events
 /// carry a handful of labels, where a linear scan beats hashing.
-struct Pairs<'a>(Attributes<'a>);
+pub(super) struct Pairs<'a>(pub(super) Attributes<'a>);
 
 impl<'de: 'a, 'a> Deserialize<'de> for Pairs<'a> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -277,7 +291,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for Pairs<'a> {
 }
 
 /// A string that borrows from the input unless it had escapes.
-struct CowStr<'a>(Cow<'a, str>);
+pub(super) struct CowStr<'a>(pub(super) Cow<'a, str>);
 
 impl<'de: 'a, 'a> Deserialize<'de> for CowStr<'a> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {

@@ -2,10 +2,13 @@
 //!
 //! One [`Decoder`] per wire format; today that is JSON ([`json::JsonDecoder`]),
 //! one object per Kafka message or per line of a file, as described by the
-//! schemas in `schemas/`. A decoder never panics and never stops a run: bad
+//! schemas in `schemas/`, tried first by a hand-written scanner
+//! ([`fast`]) for the shape klaxon's producers write and then, for anything
+//! else, by serde_json. A decoder never panics and never stops a run: bad
 //! input becomes a [`DecodeError`] that says where and why, and [`Rejects`]
 //! keeps the tally.
 
+pub(crate) mod fast;
 pub mod json;
 pub mod time;
 

@@ -379,6 +379,7 @@ pub fn run(
         let now = Instant::now();
         if now.duration_since(last_tick) >= TICK {
             lock(&shared.dispatch).send_all();
+            watch_ends(&shared, &consumer, now);
             let mut g = lock(&shared.global);
             tick(&shared, &mut g, last_tick);
             last_tick = now;
@@ -533,7 +534,7 @@ fn refresh(shared: &Shared, g: &mut Global, consumer: &BaseConsumer<Ctx>) {
         for (key, p) in s.parts.iter_mut() {
             assigned += 1;
             if let Some((low, high)) = cached_watermarks(consumer, &key.0, key.1) {
-                p.high_watermark = Some(high);
+                p.saw_high_watermark(high, Instant::now());
                 // An empty partition is caught up from the start.
                 if p.next_offset.is_none() && p.start_offset.is_none() && low >= high {
                     p.start_offset = Some(high);
@@ -577,6 +578,22 @@ fn refresh(shared: &Shared, g: &mut Global, consumer: &BaseConsumer<Ctx>) {
     shared.metrics.live_series.set(series as i64);
     if assigned > 0 && all_caught_up && !shared.ready.swap(true, Ordering::SeqCst) {
         tracing::info!(partitions = assigned, "caught up: ready");
+    }
+}
+
+/// Before a tick: the high watermarks of the partitions that look idle, so
+/// that one that has messages waiting (fetched, or in a worker's queue)
+/// holds time back again before a tick can close periods past them. Only
+/// idle-looking partitions need it: the others hold time back anyway.
+fn watch_ends(shared: &Shared, consumer: &BaseConsumer<Ctx>, now: Instant) {
+    for mut s in shared.lock_shards() {
+        for (key, p) in s.parts.iter_mut() {
+            if p.is_idle(now, shared.idle) {
+                if let Some((_, high)) = cached_watermarks(consumer, &key.0, key.1) {
+                    p.saw_high_watermark(high, now);
+                }
+            }
+        }
     }
 }
 

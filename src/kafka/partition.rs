@@ -53,6 +53,9 @@ pub struct Partition {
     bucket_width: Millis,
     /// The high watermark of the partition (from the client's cache).
     pub high_watermark: Option<i64>,
+    /// Wall-clock time the high watermark last grew past what was read:
+    /// messages are waiting for this partition (see [`Partition::is_idle`]).
+    pending_since: Option<Instant>,
 }
 
 impl Partition {
@@ -83,7 +86,20 @@ impl Partition {
             buckets: BTreeMap::new(),
             bucket_width,
             high_watermark: None,
+            pending_since: None,
         }
+    }
+
+    /// Records the partition's high watermark as the client last saw it.
+    /// Growth past what was read means messages are on their way: the
+    /// partition is active again even before the first of them is read.
+    pub fn saw_high_watermark(&mut self, high: i64, now: Instant) {
+        let read = self.next_offset.or(self.start_offset);
+        let grew = self.high_watermark.is_none_or(|h| high > h);
+        if grew && read.is_some_and(|r| high > r) {
+            self.pending_since = Some(now);
+        }
+        self.high_watermark = Some(high);
     }
 
     /// Records a message read at `offset` that carried an event at `time`
@@ -99,10 +115,18 @@ impl Partition {
         }
     }
 
-    /// Whether this partition no longer holds event time back: nothing read
-    /// for `idle` (wall clock).
+    /// Whether this partition no longer holds event time back: for `idle`
+    /// (wall clock), nothing read and no new messages seen waiting (the
+    /// high watermark growing past what was read). The second half matters
+    /// after a lull: when traffic resumes, the first partition whose
+    /// messages are processed must not carry time past the messages other
+    /// partitions have fetched but not yet processed, or those would all be
+    /// late.
     pub fn is_idle(&self, now: Instant, idle: Duration) -> bool {
-        now.saturating_duration_since(self.last_activity) >= idle
+        let last = self
+            .pending_since
+            .map_or(self.last_activity, |p| p.max(self.last_activity));
+        now.saturating_duration_since(last) >= idle
     }
 
     /// Advances the engine to `watermark`; changes go to `out`.
@@ -232,6 +256,42 @@ rules:
         // both idle: the furthest time read.
         let much_later = t0 + idle * 3;
         assert_eq!(global_watermark([&a, &b], much_later, idle), Some(100_000));
+    }
+
+    #[test]
+    fn after_a_lull_a_partition_with_messages_waiting_holds_time_back() {
+        let t0 = Instant::now();
+        let idle = Duration::from_secs(2);
+        let mut a = Partition::new(rules(), 0, None, t0);
+        let mut b = Partition::new(rules(), 0, None, t0);
+        a.record(0, Some(100_000), t0);
+        b.record(0, Some(100_000), t0);
+        a.saw_high_watermark(1, t0);
+        b.saw_high_watermark(1, t0);
+        // A lull: both idle, nothing waiting.
+        let t1 = t0 + Duration::from_secs(10);
+        b.saw_high_watermark(1, t1);
+        assert!(a.is_idle(t1, idle) && b.is_idle(t1, idle));
+        // Traffic resumes in both; a's messages are processed first, b's
+        // are fetched (its high watermark grew) but not processed yet.
+        a.saw_high_watermark(2, t1);
+        a.record(1, Some(900_000), t1);
+        b.saw_high_watermark(2, t1);
+        assert!(!b.is_idle(t1, idle), "b has messages waiting");
+        assert_eq!(
+            global_watermark([&a, &b], t1, idle),
+            Some(100_000),
+            "b's waiting messages are not made late by a's"
+        );
+        // If they never come (say, a transaction marker), b goes idle again.
+        let t2 = t1 + idle;
+        assert!(b.is_idle(t2, idle));
+        // Growth that was already read is no sign of waiting messages.
+        let mut c = Partition::new(rules(), 0, None, t0);
+        c.record(0, Some(100_000), t0);
+        c.record(1, Some(100_000), t0);
+        c.saw_high_watermark(2, t1);
+        assert!(c.is_idle(t1, idle));
     }
 
     fn event(t: Millis, v: f64) -> String {
