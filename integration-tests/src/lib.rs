@@ -5,6 +5,8 @@
 //! the real `klaxon` binary: `KLAXON_BIN`, or `target/release/klaxon`, or
 //! `target/debug/klaxon`, whichever is set or newest.
 
+pub mod docker;
+
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::net::TcpStream;
@@ -26,10 +28,21 @@ pub fn workspace() -> PathBuf {
 }
 
 /// The broker the tests use, if one is configured.
+///
+/// `KLAXON_TEST_BROKERS` if set; otherwise, where a Docker engine answers,
+/// an Apache Kafka container from testcontainers' Kafka module, shared by
+/// the whole test process.
 pub fn brokers() -> Option<String> {
-    std::env::var("KLAXON_TEST_BROKERS")
+    if let Some(b) = std::env::var("KLAXON_TEST_BROKERS")
         .ok()
         .filter(|s| !s.is_empty())
+    {
+        return Some(b);
+    }
+    if docker::docker_available() {
+        return docker::kafka();
+    }
+    None
 }
 
 /// The broker, or a panic that says how to get one. Tests that need Kafka
@@ -37,7 +50,8 @@ pub fn brokers() -> Option<String> {
 pub fn require_brokers() -> String {
     brokers().expect(
         "these tests need a Kafka-compatible broker: run `scripts/dev-kafka.sh start` \
-         and set KLAXON_TEST_BROKERS=127.0.0.1:9092",
+         and set KLAXON_TEST_BROKERS=127.0.0.1:9092 (or have a Docker engine, for \
+         testcontainers' Apache Kafka)",
     )
 }
 
