@@ -30,8 +30,8 @@ pub fn kafka() -> Option<String> {
         .get_or_init(|| {
             let (tx, rx) = mpsc::channel();
             // The container lives as long as this thread: the whole process.
-            std::thread::spawn(move || {
-                match apache::Kafka::default().with_jvm_image().start() {
+            std::thread::spawn(
+                move || match apache::Kafka::default().with_jvm_image().start() {
                     Ok(node) => match node.get_host_port_ipv4(apache::KAFKA_PORT) {
                         Ok(port) => {
                             let _ = tx.send(Some(format!("127.0.0.1:{port}")));
@@ -48,8 +48,8 @@ pub fn kafka() -> Option<String> {
                         eprintln!("testcontainers: cannot start apache/kafka: {e}");
                         let _ = tx.send(None);
                     }
-                }
-            });
+                },
+            );
             rx.recv().ok().flatten()
         })
         .clone()

@@ -695,7 +695,7 @@ pub fn broker_quirks(broker: &TestBroker) -> Vec<String> {
     }
     tpl.find_partition(&topic, 0)
         .unwrap()
-        .set_metadata("klaxon/1 wm=123".to_string());
+        .set_metadata("klaxon/1 wm=123");
     c.commit(&tpl, CommitMode::Sync).unwrap();
     let back = committed(brokers, &group, &[&topic]);
     let meta = back.first().map(|c| c.metadata.clone()).unwrap_or_default();

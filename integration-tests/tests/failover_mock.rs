@@ -1,0 +1,148 @@
+//! Crash failover to the surviving member, on librdkafka's MockCluster.
+//!
+//! tansu 0.6.0 keeps a SIGKILLed member's assignment, so the survivor never
+//! gets its partitions (see /work/shared/KAFKA.md); librdkafka's MockCluster
+//! runs the group protocol fully, in this test process, listening on
+//! loopback so that two `klaxon run` processes can join it. Both members
+//! (session timeout 6 s) split the partitions and read the first half of
+//! the CloudMart events, committing mid-stream (the test waits until every
+//! partition with data has a commit past its start). Then one is SIGKILLed:
+//! no final commit, no leave. The second half is produced. The survivor
+//! must get the dead member's partitions once its session times out,
+//! re-read them from the committed offsets, and publish every state change
+//! `klaxon replay` prints for all the events: nothing missing, nothing
+//! unexpected. Duplicates are allowed and counted.
+
+use std::time::{Duration, Instant};
+
+use integration_tests::*;
+
+#[test]
+fn the_survivor_takes_over_a_killed_members_partitions_without_losing_alerts() {
+    let started = Instant::now();
+    let broker = TestBroker::mock();
+    let brokers = broker.bootstrap.clone();
+    let topics = broker.topics();
+    let lines = cloudmart_lines();
+    let (first, second) = halves(&lines);
+    let want = expected_ids(&replay_expected(&lines));
+    assert!(want.len() > 20, "the example fires and clears alarms");
+
+    let group = unique("g");
+    let rules = workspace().join("rules/cloudmart");
+    let config = |port| {
+        write_config(&RunSpec {
+            brokers: &brokers,
+            topics: &topics,
+            group: &group,
+            rules: &rules,
+            http_port: port,
+            idle_timeout: "2s",
+            max_event_bytes: 65536,
+            properties: &[
+                ("session.timeout.ms", "6000"),
+                ("heartbeat.interval.ms", "500"),
+            ],
+        })
+    };
+    let (pa, pb) = (free_port(), free_port());
+    let a = spawn_run(&config(pa), &[], &[]);
+    let b = spawn_run(&config(pb), &[], &[]);
+    let logs = |a: &Member, b: &Member| {
+        format!("--- A ---\n{}\n--- B ---\n{}", a.log_text(), b.log_text())
+    };
+    let assigned = |p| metric(p, "klaxon_partitions_assigned");
+    let consumed = |p| metric(p, "klaxon_events_consumed_total");
+
+    let (na, nb) = wait_for(
+        Duration::from_secs(90),
+        || (assigned(pa), assigned(pb)),
+        |(x, y)| *x > 0.0 && *y > 0.0 && x + y == 12.0,
+    );
+    assert!(
+        na > 0.0 && nb > 0.0 && na + nb == 12.0,
+        "split {na}+{nb}\n{}",
+        logs(&a, &b)
+    );
+    eprintln!(
+        "split: A {na}, B {nb} partitions ({:.1?})",
+        started.elapsed()
+    );
+
+    produce(&brokers, &topics, &first);
+    let n = first.len() as f64;
+    let (ca, cb) = wait_for(
+        Duration::from_secs(90),
+        || (consumed(pa), consumed(pb)),
+        |(x, y)| x + y == n,
+    );
+    assert_eq!(
+        ca + cb,
+        n,
+        "both members read the first half\n{}",
+        logs(&a, &b)
+    );
+    assert!(cb > 0.0, "B read part of the first half (A {ca}, B {cb})");
+    let parts = partitions_with_data(&brokers, &topics);
+    let left =
+        wait_committed_past_start(&brokers, &group, &topics, &parts, Duration::from_secs(90));
+    assert!(
+        left.is_empty(),
+        "no commit past the start of {left:?}\n{}",
+        logs(&a, &b)
+    );
+    eprintln!(
+        "first half read (A {ca}, B {cb} events) and committed mid-stream ({:.1?})",
+        started.elapsed()
+    );
+
+    let log_b = b.kill();
+    let killed = Instant::now();
+    produce(&brokers, &topics, &second);
+    let na = wait_for(Duration::from_secs(120), || assigned(pa), |x| *x == 12.0);
+    assert_eq!(
+        na,
+        12.0,
+        "the survivor got the killed member's partitions\n--- A ---\n{}\n--- B ---\n{log_b}",
+        a.log_text()
+    );
+    eprintln!(
+        "B killed; A owns all 12 partitions {:.1?} later ({:.1?})",
+        killed.elapsed(),
+        started.elapsed()
+    );
+    let got = wait_for(
+        Duration::from_secs(120),
+        || alert_ids(&brokers, &topics),
+        |got| want.iter().all(|i| got.binary_search(i).is_ok()),
+    );
+    eprintln!(
+        "alerts: {} of {} expected ids ({:.1?})",
+        got.iter().filter(|i| want.binary_search(i).is_ok()).count(),
+        want.len(),
+        started.elapsed()
+    );
+    let consumed_a = consumed(pa);
+    let late_a = metric(pa, "klaxon_events_late_total");
+    eprintln!("A: {late_a} events counted late");
+    let log_a = a.terminate();
+
+    let alerts = read_all(&brokers, &topics.alerts, Duration::from_secs(3));
+    assert_same_ids(&alerts, &want, || {
+        format!("A counted {late_a} events late\n--- A ---\n{log_a}\n--- B (killed) ---\n{log_b}")
+    });
+    assert!(
+        consumed_a > ca + second.len() as f64,
+        "A read {consumed_a} events: its own {ca} of the first half and the {} of the second, \
+         none of B's again: it did not resume at B's committed offsets",
+        second.len()
+    );
+    eprintln!(
+        "ok: {} records, {} ids, {} duplicates; A consumed {consumed_a} events in all ({:.1?})",
+        alerts.len(),
+        want.len(),
+        duplicates(&alerts),
+        started.elapsed()
+    );
+    drop(broker);
+}
