@@ -811,3 +811,129 @@ pub fn wait_committed_past_start(
         |left| left.is_empty(),
     )
 }
+
+/// A broker for the hand-over tests: the configured one, unless it shows
+/// [`broker_quirks`] that make an exact hand-over impossible (tansu 0.6
+/// cannot resume inside a message batch and drops commit metadata), in
+/// which case librdkafka's MockCluster, which can.
+pub fn handover_broker() -> TestBroker {
+    let broker = TestBroker::from_env();
+    let quirks = broker_quirks(&broker);
+    if quirks.is_empty() {
+        broker
+    } else {
+        eprintln!("broker quirks {quirks:?}: running on MockCluster instead");
+        TestBroker::mock()
+    }
+}
+
+/// The sum of a metric over one member's `/metrics`.
+pub fn assigned(port: u16) -> f64 {
+    metric(port, "klaxon_partitions_assigned")
+}
+
+/// Events a member has read.
+pub fn consumed(port: u16) -> f64 {
+    metric(port, "klaxon_events_consumed_total")
+}
+
+/// Two members of one group, with their HTTP ports.
+pub struct Pair {
+    pub a: Member,
+    pub b: Member,
+    pub pa: u16,
+    pub pb: u16,
+    /// Events of the first half each member read.
+    pub ca: f64,
+    pub cb: f64,
+}
+
+impl Pair {
+    pub fn logs(&self) -> String {
+        format!(
+            "--- A ---\n{}\n--- B ---\n{}",
+            self.a.log_text(),
+            self.b.log_text()
+        )
+    }
+}
+
+/// Starts two members of `group` on the CloudMart rules, waits until they
+/// have split the 12 partitions, produces `first`, and waits until both
+/// have read it and every partition with data has a commit past its start:
+/// a hand-over from here happens mid-stream.
+pub fn two_members_mid_stream(
+    brokers: &str,
+    topics: &Topics,
+    group: &str,
+    properties: &[(&str, &str)],
+    first: &[String],
+    started: Instant,
+) -> Pair {
+    let rules = workspace().join("rules/cloudmart");
+    let config = |port| {
+        write_config(&RunSpec {
+            brokers,
+            topics,
+            group,
+            rules: &rules,
+            http_port: port,
+            idle_timeout: "2s",
+            max_event_bytes: 65536,
+            properties,
+        })
+    };
+    let (pa, pb) = (free_port(), free_port());
+    let mut pair = Pair {
+        a: spawn_run(&config(pa), &[], &[]),
+        b: spawn_run(&config(pb), &[], &[]),
+        pa,
+        pb,
+        ca: 0.0,
+        cb: 0.0,
+    };
+
+    // Both members own partitions, and together all of them.
+    let (na, nb) = wait_for(
+        Duration::from_secs(90),
+        || (assigned(pa), assigned(pb)),
+        |(x, y)| *x > 0.0 && *y > 0.0 && x + y == 12.0,
+    );
+    assert!(
+        na > 0.0 && nb > 0.0 && na + nb == 12.0,
+        "split {na}+{nb}\n{}",
+        pair.logs()
+    );
+    eprintln!(
+        "split: A {na}, B {nb} partitions ({:.1?})",
+        started.elapsed()
+    );
+
+    produce(brokers, topics, first);
+    let n = first.len() as f64;
+    let (ca, cb) = wait_for(
+        Duration::from_secs(90),
+        || (consumed(pa), consumed(pb)),
+        |(x, y)| x + y == n,
+    );
+    assert_eq!(
+        ca + cb,
+        n,
+        "both members read the first half\n{}",
+        pair.logs()
+    );
+    assert!(cb > 0.0, "B read part of the first half (A {ca}, B {cb})");
+    let parts = partitions_with_data(brokers, topics);
+    let left = wait_committed_past_start(brokers, group, topics, &parts, Duration::from_secs(90));
+    assert!(
+        left.is_empty(),
+        "no commit past the start of {left:?}\n{}",
+        pair.logs()
+    );
+    eprintln!(
+        "first half read (A {ca}, B {cb} events) and committed mid-stream ({:.1?})",
+        started.elapsed()
+    );
+    (pair.ca, pair.cb) = (ca, cb);
+    pair
+}

@@ -29,71 +29,16 @@ fn the_survivor_takes_over_a_killed_members_partitions_without_losing_alerts() {
     assert!(want.len() > 20, "the example fires and clears alarms");
 
     let group = unique("g");
-    let rules = workspace().join("rules/cloudmart");
-    let config = |port| {
-        write_config(&RunSpec {
-            brokers: &brokers,
-            topics: &topics,
-            group: &group,
-            rules: &rules,
-            http_port: port,
-            idle_timeout: "2s",
-            max_event_bytes: 65536,
-            properties: &[
-                ("session.timeout.ms", "6000"),
-                ("heartbeat.interval.ms", "500"),
-            ],
-        })
-    };
-    let (pa, pb) = (free_port(), free_port());
-    let a = spawn_run(&config(pa), &[], &[]);
-    let b = spawn_run(&config(pb), &[], &[]);
-    let logs = |a: &Member, b: &Member| {
-        format!("--- A ---\n{}\n--- B ---\n{}", a.log_text(), b.log_text())
-    };
-    let assigned = |p| metric(p, "klaxon_partitions_assigned");
-    let consumed = |p| metric(p, "klaxon_events_consumed_total");
-
-    let (na, nb) = wait_for(
-        Duration::from_secs(90),
-        || (assigned(pa), assigned(pb)),
-        |(x, y)| *x > 0.0 && *y > 0.0 && x + y == 12.0,
-    );
-    assert!(
-        na > 0.0 && nb > 0.0 && na + nb == 12.0,
-        "split {na}+{nb}\n{}",
-        logs(&a, &b)
-    );
-    eprintln!(
-        "split: A {na}, B {nb} partitions ({:.1?})",
-        started.elapsed()
-    );
-
-    produce(&brokers, &topics, &first);
-    let n = first.len() as f64;
-    let (ca, cb) = wait_for(
-        Duration::from_secs(90),
-        || (consumed(pa), consumed(pb)),
-        |(x, y)| x + y == n,
-    );
-    assert_eq!(
-        ca + cb,
-        n,
-        "both members read the first half\n{}",
-        logs(&a, &b)
-    );
-    assert!(cb > 0.0, "B read part of the first half (A {ca}, B {cb})");
-    let parts = partitions_with_data(&brokers, &topics);
-    let left =
-        wait_committed_past_start(&brokers, &group, &topics, &parts, Duration::from_secs(90));
-    assert!(
-        left.is_empty(),
-        "no commit past the start of {left:?}\n{}",
-        logs(&a, &b)
-    );
-    eprintln!(
-        "first half read (A {ca}, B {cb} events) and committed mid-stream ({:.1?})",
-        started.elapsed()
+    let Pair { a, b, pa, ca, .. } = two_members_mid_stream(
+        &brokers,
+        &topics,
+        &group,
+        &[
+            ("session.timeout.ms", "6000"),
+            ("heartbeat.interval.ms", "500"),
+        ],
+        &first,
+        started,
     );
 
     let log_b = b.kill();

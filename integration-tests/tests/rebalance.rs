@@ -20,17 +20,7 @@ use integration_tests::*;
 #[test]
 fn a_member_that_leaves_hands_its_partitions_over_without_losing_alerts() {
     let started = Instant::now();
-    let broker = TestBroker::from_env();
-    // tansu 0.6 cannot resume inside a message batch and drops commit
-    // metadata (see broker_quirks); a hand-over cannot be exact there, so
-    // such a broker is swapped for librdkafka's MockCluster, which can.
-    let quirks = broker_quirks(&broker);
-    let broker = if quirks.is_empty() {
-        broker
-    } else {
-        eprintln!("broker quirks {quirks:?}: running on MockCluster instead");
-        TestBroker::mock()
-    };
+    let broker = handover_broker();
     let brokers = broker.bootstrap.clone();
     let topics = broker.topics();
     let lines = cloudmart_lines();
@@ -39,70 +29,8 @@ fn a_member_that_leaves_hands_its_partitions_over_without_losing_alerts() {
     assert!(want.len() > 20, "the example fires and clears alarms");
 
     let group = unique("g");
-    let rules = workspace().join("rules/cloudmart");
-    let config = |port| {
-        write_config(&RunSpec {
-            brokers: &brokers,
-            topics: &topics,
-            group: &group,
-            rules: &rules,
-            http_port: port,
-            idle_timeout: "2s",
-            max_event_bytes: 65536,
-            properties: &[],
-        })
-    };
-    let (pa, pb) = (free_port(), free_port());
-    let a = spawn_run(&config(pa), &[], &[]);
-    let b = spawn_run(&config(pb), &[], &[]);
-    let logs = |a: &Member, b: &Member| {
-        format!("--- A ---\n{}\n--- B ---\n{}", a.log_text(), b.log_text())
-    };
-    let assigned = |p| metric(p, "klaxon_partitions_assigned");
-    let consumed = |p| metric(p, "klaxon_events_consumed_total");
-
-    // Both members own partitions, and together all of them.
-    let (na, nb) = wait_for(
-        Duration::from_secs(90),
-        || (assigned(pa), assigned(pb)),
-        |(x, y)| *x > 0.0 && *y > 0.0 && x + y == 12.0,
-    );
-    assert!(
-        na > 0.0 && nb > 0.0 && na + nb == 12.0,
-        "split {na}+{nb}\n{}",
-        logs(&a, &b)
-    );
-    eprintln!(
-        "split: A {na}, B {nb} partitions ({:.1?})",
-        started.elapsed()
-    );
-
-    produce(&brokers, &topics, &first);
-    let n = first.len() as f64;
-    let (ca, cb) = wait_for(
-        Duration::from_secs(90),
-        || (consumed(pa), consumed(pb)),
-        |(x, y)| x + y == n,
-    );
-    assert_eq!(
-        ca + cb,
-        n,
-        "both members read the first half\n{}",
-        logs(&a, &b)
-    );
-    assert!(cb > 0.0, "B read part of the first half (A {ca}, B {cb})");
-    let parts = partitions_with_data(&brokers, &topics);
-    let left =
-        wait_committed_past_start(&brokers, &group, &topics, &parts, Duration::from_secs(90));
-    assert!(
-        left.is_empty(),
-        "no commit past the start of {left:?}\n{}",
-        logs(&a, &b)
-    );
-    eprintln!(
-        "first half read (A {ca}, B {cb} events) and committed mid-stream ({:.1?})",
-        started.elapsed()
-    );
+    let Pair { a, b, pa, ca, .. } =
+        two_members_mid_stream(&brokers, &topics, &group, &[], &first, started);
 
     // B leaves cleanly; A owns everything.
     let log_b = b.terminate();

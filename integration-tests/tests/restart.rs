@@ -19,17 +19,7 @@ use integration_tests::*;
 #[test]
 fn a_killed_member_restarts_from_its_commits_without_losing_alerts() {
     let started = Instant::now();
-    let broker = TestBroker::from_env();
-    // tansu 0.6 cannot resume inside a message batch and drops commit
-    // metadata (see broker_quirks); a hand-over cannot be exact there, so
-    // such a broker is swapped for librdkafka's MockCluster, which can.
-    let quirks = broker_quirks(&broker);
-    let broker = if quirks.is_empty() {
-        broker
-    } else {
-        eprintln!("broker quirks {quirks:?}: running on MockCluster instead");
-        TestBroker::mock()
-    };
+    let broker = handover_broker();
     let brokers = broker.bootstrap.clone();
     let topics = broker.topics();
     let lines = cloudmart_lines();
