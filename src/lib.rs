@@ -34,6 +34,7 @@ pub mod rules;
 pub mod window;
 
 pub mod alerts;
+pub mod api;
 
 pub mod http;
 pub mod metrics;
