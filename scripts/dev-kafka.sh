@@ -16,7 +16,9 @@ PORT=${KLAXON_KAFKA_PORT:-9092}
 DIR=${KLAXON_KAFKA_DIR:-${TMPDIR:-/tmp}/klaxon-tansu-$PORT}
 PARTITIONS=${KLAXON_PARTITIONS:-4}
 BROKER=tcp://127.0.0.1:$PORT
-TOPICS=(telemetry.metrics telemetry.logs telemetry.spans klaxon.alerts)
+# klaxon.nflog holds dispatch state per alerts partition: same partition
+# count as klaxon.alerts.
+TOPICS=(telemetry.metrics telemetry.logs telemetry.spans klaxon.alerts klaxon.nflog)
 
 install() {
   if command -v tansu >/dev/null && tansu --version 2>/dev/null | grep -q "$TANSU_VERSION"; then
@@ -35,8 +37,10 @@ create_topics() {
   for t in "${TOPICS[@]}"; do
     tansu topic create "$t" --partitions "$PARTITIONS" --broker "$BROKER" >/dev/null 2>&1 || true
   done
-  tansu topic create klaxon.dlq --partitions 1 --broker "$BROKER" >/dev/null 2>&1 || true
-  echo "dev-kafka: topics ${TOPICS[*]} ($PARTITIONS partitions) and klaxon.dlq" >&2
+  for t in klaxon.dlq klaxon.silences; do
+    tansu topic create "$t" --partitions 1 --broker "$BROKER" >/dev/null 2>&1 || true
+  done
+  echo "dev-kafka: topics ${TOPICS[*]} ($PARTITIONS partitions), klaxon.dlq and klaxon.silences" >&2
 }
 
 start() {

@@ -5,6 +5,7 @@
 //! the real `klaxon` binary: `KLAXON_BIN`, or `target/release/klaxon`, or
 //! `target/debug/klaxon`, whichever is set or newest.
 
+pub mod dispatch;
 pub mod docker;
 
 use std::collections::BTreeMap;
@@ -130,6 +131,9 @@ pub struct Topics {
     pub spans: String,
     pub alerts: String,
     pub dlq: String,
+    /// Dispatch state, one partition per alerts partition.
+    pub nflog: String,
+    pub silences: String,
 }
 
 impl Topics {
@@ -151,17 +155,21 @@ impl Topics {
             spans: format!("{id}.spans"),
             alerts: format!("{id}.alerts"),
             dlq: format!("{id}.dlq"),
+            nflog: format!("{id}.nflog"),
+            silences: format!("{id}.silences"),
         }
     }
 
     /// Every topic with its partition count.
-    pub fn layout(&self) -> [(&str, i32); 5] {
+    pub fn layout(&self) -> [(&str, i32); 7] {
         [
             (&self.metrics, 4),
             (&self.logs, 4),
             (&self.spans, 4),
             (&self.alerts, 4),
             (&self.dlq, 1),
+            (&self.nflog, 4),
+            (&self.silences, 1),
         ]
     }
 
@@ -198,7 +206,8 @@ pub fn write_config(spec: &RunSpec<'_>) -> PathBuf {
     let text = format!(
         "kafka:\n  brokers: \"{b}\"\n  group_id: {g}\n  topics: [{m}, {l}, {s}]\n  alerts_topic: {a}\n  dlq_topic: {d}\n  properties:\n{props}\
          rules: {r}\nhttp:\n  listen: 127.0.0.1:{port}\nwindows:\n  lateness: 30s\n  idle_timeout: {idle}\n\
-         max_event_bytes: {max}\n",
+         max_event_bytes: {max}\n\
+         dispatch:\n  nflog_topic: {nf}\n  silences_topic: {si}\n",
         b = spec.brokers,
         g = spec.group,
         m = spec.topics.metrics,
@@ -210,6 +219,8 @@ pub fn write_config(spec: &RunSpec<'_>) -> PathBuf {
         port = spec.http_port,
         idle = spec.idle_timeout,
         max = spec.max_event_bytes,
+        nf = spec.topics.nflog,
+        si = spec.topics.silences,
     );
     let path = dir.join("klaxon.yaml");
     std::fs::write(&path, text).unwrap();

@@ -106,7 +106,6 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
         }
         _ => anyhow::bail!("give exactly one of --input FILE and --generate N"),
     }
-    drop(send);
     drop(out);
     producer.flush(Duration::from_secs(60))?;
     let secs = started.elapsed().as_secs_f64();

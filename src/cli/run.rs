@@ -9,10 +9,13 @@ use crate::config::load_rules;
 use crate::config::run::{load, ProcessEnv};
 use crate::http::{serve, AppState};
 use crate::kafka::consumer::{self, Shared};
-use crate::kafka::producer_config;
+use crate::kafka::dispatch::{self, check_topics, DispatchShared, FileDeliver};
 use crate::kafka::sink::Sink;
+use crate::kafka::store::reader_config;
+use crate::kafka::{consumer_config, producer_config};
 use crate::metrics::Metrics;
 use crate::rules::reload::Reloader;
+use rdkafka::consumer::BaseConsumer;
 
 pub fn run(config: &Path, exit_at_end: bool) -> anyhow::Result<i32> {
     init_logging();
@@ -52,7 +55,21 @@ pub fn run(config: &Path, exit_at_end: bool) -> anyhow::Result<i32> {
     tracing::info!(rules = rules.rules.len(), teams = dispatch.teams.len(), config = %config.display(), "starting");
 
     let metrics = Metrics::default();
-    let registry = Arc::new(metrics.registry());
+    let mut registry = metrics.registry();
+    let dispatcher = if cfg.dispatch.enabled {
+        let deliver = FileDeliver::new(cfg.dispatch.outbox.as_ref())?;
+        let d = DispatchShared::new(&cfg, dispatch.clone(), Box::new(deliver))?;
+        if let Err(e) = check_topics(&d) {
+            eprintln!("klaxon run: {e:#}");
+            eprintln!("(or turn dispatch off here: `dispatch: {{ enabled: false }}`)");
+            return Ok(1);
+        }
+        d.metrics.register(&mut registry);
+        Some(d)
+    } else {
+        None
+    };
+    let registry = Arc::new(registry);
     let sink = Arc::new(Sink::new(
         producer_config(&cfg.kafka),
         &cfg.kafka,
@@ -63,6 +80,33 @@ pub fn run(config: &Path, exit_at_end: bool) -> anyhow::Result<i32> {
     let (tx, rx) = mpsc::channel();
     let reloader = Reloader::new(cfg.rules.clone(), tx, Arc::clone(&sink), metrics.clone());
     let stop = Arc::new(AtomicBool::new(false));
+    let mut dispatch_thread = None;
+    if let Some(d) = &dispatcher {
+        reloader.also_dispatch(Arc::clone(d));
+        let reader: BaseConsumer = reader_config(
+            consumer_config(&cfg.kafka),
+            &format!("{}-silences", cfg.dispatch.group_id),
+        )
+        .create()?;
+        let (book, topic, s) = (
+            Arc::clone(&d.silences),
+            cfg.dispatch.silences_topic.clone(),
+            Arc::clone(&stop),
+        );
+        std::thread::Builder::new()
+            .name("silences".into())
+            .spawn(move || {
+                if let Err(e) = book.follow(reader, topic, s) {
+                    tracing::error!(error = %e, "cannot read the silences topic");
+                }
+            })?;
+        let (cfg, d, s) = (cfg.clone(), Arc::clone(d), Arc::clone(&stop));
+        dispatch_thread = Some(
+            std::thread::Builder::new()
+                .name("dispatch".into())
+                .spawn(move || dispatch::run(&cfg, d, s))?,
+        );
+    }
 
     {
         let (r, s) = (Arc::clone(&reloader), Arc::clone(&stop));
@@ -98,6 +142,13 @@ pub fn run(config: &Path, exit_at_end: bool) -> anyhow::Result<i32> {
         r
     });
     stop.store(true, Ordering::SeqCst);
+    if let Some(t) = dispatch_thread {
+        match t.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "dispatch stopped"),
+            Err(_) => tracing::error!("the dispatch thread panicked"),
+        }
+    }
     let summary = match result {
         Ok(Ok(Ok(s))) => s,
         Ok(Ok(Err(e))) => {

@@ -75,7 +75,33 @@ pub struct RunConfig {
     pub max_event_bytes: usize,
     /// Threads that decode and aggregate (0: one per core).
     pub workers: usize,
+    pub dispatch: DispatchRun,
 }
+
+/// The `dispatch:` section: the stage of `klaxon run` that reads the
+/// alerts topic and sends notifications.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DispatchRun {
+    /// Off: `klaxon run` only publishes state changes (dispatch runs
+    /// elsewhere, or not at all).
+    pub enabled: bool,
+    /// The consumer group on the alerts topic (default `<group_id>-dispatch`).
+    pub group_id: String,
+    /// Compacted, with as many partitions as the alerts topic: partition p
+    /// holds the dispatch state of alerts partition p.
+    pub nflog_topic: String,
+    /// Compacted; every member reads all of it.
+    pub silences_topic: String,
+    /// How many accepted notifications each partition keeps for
+    /// `GET /api/v1/notifications`.
+    pub history: usize,
+    /// Every accepted notification is also appended here as a JSON line.
+    pub outbox: Option<PathBuf>,
+}
+
+pub const DEFAULT_NFLOG_TOPIC: &str = "klaxon.nflog";
+pub const DEFAULT_SILENCES_TOPIC: &str = "klaxon.silences";
+pub const DEFAULT_HISTORY: usize = 200;
 
 pub const DEFAULT_ALERTS_TOPIC: &str = "klaxon.alerts";
 pub const DEFAULT_DLQ_TOPIC: &str = "klaxon.dlq";
@@ -111,6 +137,7 @@ const TOP: &[&str] = &[
     "windows",
     "max_event_bytes",
     "workers",
+    "dispatch",
 ];
 const KAFKA: &[&str] = &[
     "brokers",
@@ -241,6 +268,65 @@ fn parse(file: &Path, doc: &Node, env: &dyn Env) -> Result<RunConfig, ConfigErro
         })?,
     };
 
+    let mut dispatch = DispatchRun {
+        enabled: true,
+        group_id: String::new(),
+        nflog_topic: DEFAULT_NFLOG_TOPIC.into(),
+        silences_topic: DEFAULT_SILENCES_TOPIC.into(),
+        history: DEFAULT_HISTORY,
+        outbox: None,
+    };
+    if let Some(n) = top.get("dispatch") {
+        let d = Fields::new(
+            file,
+            n,
+            "`dispatch`",
+            &[
+                "enabled",
+                "group_id",
+                "nflog_topic",
+                "silences_topic",
+                "history",
+                "outbox",
+            ],
+        )?;
+        if let Some((s, n)) = d.str("enabled", "`dispatch`")? {
+            dispatch.enabled = match s {
+                "true" => true,
+                "false" => false,
+                _ => {
+                    return Err(schema(
+                        file,
+                        n.pos,
+                        "`dispatch.enabled` must be true or false",
+                    ))
+                }
+            };
+        }
+        if let Some((s, _)) = d.str("group_id", "`dispatch`")? {
+            dispatch.group_id = s.to_string();
+        }
+        if let Some((s, _)) = d.str("nflog_topic", "`dispatch`")? {
+            dispatch.nflog_topic = s.to_string();
+        }
+        if let Some((s, _)) = d.str("silences_topic", "`dispatch`")? {
+            dispatch.silences_topic = s.to_string();
+        }
+        if let Some((s, n)) = d.str("history", "`dispatch`")? {
+            dispatch.history = s.parse().map_err(|_| {
+                schema(
+                    file,
+                    n.pos,
+                    "`dispatch.history` must be a number of notifications",
+                )
+            })?;
+        }
+        if let Some((s, _)) = d.str("outbox", "`dispatch`")? {
+            let p = PathBuf::from(s);
+            dispatch.outbox = Some(if p.is_relative() { base.join(p) } else { p });
+        }
+    }
+
     // Environment overrides win over the file.
     if let Some(v) = env.var("KLAXON_BROKERS") {
         kafka.brokers = v;
@@ -271,6 +357,12 @@ fn parse(file: &Path, doc: &Node, env: &dyn Env) -> Result<RunConfig, ConfigErro
     }
     if let Some(v) = env.var("KLAXON_HTTP_LISTEN") {
         http_listen = v;
+    }
+    if let Some(v) = env.var("KLAXON_DISPATCH") {
+        dispatch.enabled = v != "false" && v != "0";
+    }
+    if dispatch.group_id.is_empty() {
+        dispatch.group_id = format!("{}-dispatch", kafka.group_id);
     }
     if rules_from_env.is_none() {
         rules = rules
@@ -307,6 +399,7 @@ fn parse(file: &Path, doc: &Node, env: &dyn Env) -> Result<RunConfig, ConfigErro
         idle_timeout,
         max_event_bytes,
         workers,
+        dispatch,
     })
 }
 
@@ -407,7 +500,7 @@ mod tests {
 
     #[test]
     fn secrets_from_env_never_debug_print() {
-        let text = format!("{MIN}").replace(
+        let text = MIN.to_string().replace(
             "  topics: [t]\n",
             "  topics: [t]\n  properties:\n    sasl.password: { env: KP }\n    client.id: me\n",
         );

@@ -7,9 +7,12 @@
 //! - [`partition`]: one assigned partition's engine, watermark and offsets.
 //! - [`sink`]: the producer for the alerts and dead-letter topics.
 
+pub mod backend;
 pub mod consumer;
+pub mod dispatch;
 pub mod partition;
 pub mod sink;
+pub mod store;
 pub mod worker;
 
 use rdkafka::ClientConfig;

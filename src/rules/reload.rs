@@ -14,6 +14,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::config::dispatch::load_dispatch;
 use crate::config::{load_rules, yaml_files, RuleSet};
+use crate::kafka::dispatch::DispatchShared;
 use crate::kafka::sink::Sink;
 use crate::metrics::{Metrics, ResultLabel};
 
@@ -22,6 +23,8 @@ pub struct Reloader {
     tx: Mutex<Sender<RuleSet>>,
     sink: Arc<Sink>,
     metrics: Metrics,
+    /// The dispatch stage, when `klaxon run` runs one.
+    dispatch: Mutex<Option<Arc<DispatchShared>>>,
 }
 
 impl Reloader {
@@ -36,7 +39,13 @@ impl Reloader {
             tx: Mutex::new(tx),
             sink,
             metrics,
+            dispatch: Mutex::new(None),
         })
+    }
+
+    /// Reloads also reach the dispatch stage.
+    pub fn also_dispatch(&self, d: Arc<DispatchShared>) {
+        *self.dispatch.lock().expect("reloader") = Some(d);
     }
 
     /// Compiles the rule files and hands the new set to the engine.
@@ -60,6 +69,9 @@ impl Reloader {
         };
         match loaded {
             Ok((set, dispatch)) => {
+                if let Some(d) = &*self.dispatch.lock().expect("reloader") {
+                    d.set_config(dispatch.clone());
+                }
                 self.sink.set_dispatch(dispatch);
                 let n = set.rules.len();
                 if self.tx.lock().expect("reload channel").send(set).is_err() {

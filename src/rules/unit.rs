@@ -190,8 +190,7 @@ impl TestFile {
                     .collect();
                 let got = history
                     .iter()
-                    .filter(|ch| ch.period_end <= at)
-                    .last()
+                    .rfind(|ch| ch.period_end <= at)
                     .map_or(AlarmState::InsufficientData, |ch| ch.state);
                 if got != e.state {
                     ok = false;
