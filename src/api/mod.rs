@@ -38,7 +38,7 @@ pub mod silences;
 // `routes::router_with_clock` where marked.
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use std::future::Future;
 use std::pin::Pin;
