@@ -228,12 +228,14 @@ async fn alerts_carry_their_api_state_and_incident() {
     assert_eq!(silenced["status"], "firing");
 }
 
-/// (query, the alerts it selects)
+/// (query, the alerts it selects as (alertname, InstanceId, api_state))
+type FilterCase = (&'static str, &'static [(&'static str, &'static str, &'static str)]);
+
 #[tokio::test]
 async fn alert_filters_by_matchers_and_state() {
     let (backend, now) = fixture();
     let app = app(&backend, now, None);
-    let cases: &[(&str, &[(&str, &str, &str)])] = &[
+    let cases: &[FilterCase] = &[
         (
             // filter=InstanceId=~"i-0.*"
             "filter=InstanceId%3D~%22i-0.*%22",

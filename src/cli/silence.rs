@@ -309,12 +309,14 @@ mod tests {
     }
 
     /// (arguments, environment, error kind, words of the message)
+    type ErrorCase<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], ErrorKind, &'a str);
+
     #[test]
     fn errors_are_clear() {
         let (backend, now) = fixture();
         let url = serve(backend.clone(), now, Some(TOKEN));
         let u = url.as_str();
-        let cases: &[(&[&str], &[(&str, &str)], ErrorKind, &str)] = &[
+        let cases: &[ErrorCase] = &[
             (
                 &["silence", "add", "a~b", "-d", "1h", "-c", "x", "--url", u],
                 &[("KLAXON_API_TOKEN", TOKEN), ("USER", "k")],
