@@ -16,6 +16,7 @@ pub struct AckArgs {
     /// Who acknowledges (default: $USER).
     #[arg(long)]
     pub by: Option<String>,
+    /// table (for people) or json (the API's JSON).
     #[arg(long, short, value_enum, default_value_t)]
     pub output: Output,
     #[command(flatten)]

@@ -29,6 +29,7 @@ pub struct AlertsArgs {
     /// Only these states (repeat or comma-separate: firing,silenced).
     #[arg(long, short, value_enum, value_delimiter = ',')]
     pub state: Vec<State>,
+    /// table (for people) or json (the API's JSON).
     #[arg(long, short, value_enum, default_value_t)]
     pub output: Output,
     #[command(flatten)]

@@ -14,13 +14,14 @@ use crate::decode::time::parse_rfc3339;
 #[derive(Subcommand, Debug)]
 pub enum SilenceCommand {
     /// Create a silence; prints its id (or the silence, with -o json).
+    #[command(group = clap::ArgGroup::new("until").required(true).args(["duration", "end"]))]
     Add {
         /// Matchers: `InstanceId=~"i-0.*"` `severity=warning` (all must match;
         /// quote them for the shell).
         #[arg(required = true)]
         matchers: Vec<String>,
         /// How long from the start: 90m, 2h, 1d.
-        #[arg(long, short, conflicts_with = "end", required_unless_present = "end")]
+        #[arg(long, short)]
         duration: Option<String>,
         /// When it ends, RFC 3339 (2026-01-01T04:00:00Z).
         #[arg(long)]
@@ -34,6 +35,7 @@ pub enum SilenceCommand {
         /// Who (default: $USER).
         #[arg(long, short)]
         author: Option<String>,
+        /// table (for people) or json (the API's JSON).
         #[arg(long, short, value_enum, default_value_t)]
         output: Output,
     },
@@ -42,6 +44,7 @@ pub enum SilenceCommand {
         /// Also expired silences.
         #[arg(long, short)]
         all: bool,
+        /// table (for people) or json (the API's JSON).
         #[arg(long, short, value_enum, default_value_t)]
         output: Output,
     },
@@ -49,6 +52,7 @@ pub enum SilenceCommand {
     Expire {
         #[arg(required = true)]
         ids: Vec<String>,
+        /// table (for people) or json (the API's JSON).
         #[arg(long, short, value_enum, default_value_t)]
         output: Output,
     },
