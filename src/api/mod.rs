@@ -66,8 +66,11 @@ pub enum ApiErrorKind {
     Unauthorized,
     /// 403: writes are turned off (no `http.token` is configured).
     Forbidden,
-    /// 404: no such silence or incident (on this member).
+    /// 404: no such silence or incident (on this member), or no such
+    /// endpoint.
     NotFound,
+    /// 405: the endpoint exists, the method does not (`Allow` lists them).
+    MethodNotAllowed,
     /// 409: e.g. expiring a silence that already ended.
     Conflict,
     /// 503: the backend cannot write now (broker down, not assigned).
@@ -99,6 +102,7 @@ impl ApiErrorKind {
             ApiErrorKind::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiErrorKind::Forbidden => StatusCode::FORBIDDEN,
             ApiErrorKind::NotFound => StatusCode::NOT_FOUND,
+            ApiErrorKind::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiErrorKind::Conflict => StatusCode::CONFLICT,
             ApiErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ApiErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,

@@ -10,14 +10,14 @@ use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post, MethodRouter};
+use axum::routing::{any, delete, get, post, MethodRouter};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
 use super::auth::check_write;
 use super::query::{limit, silence_selected, silence_states, AlertFilter, AlertState};
 use super::silences::{NewSilence, SilenceIds};
-use super::{ApiError, Backend};
+use super::{ApiError, ApiErrorKind, Backend};
 use crate::alerts::silence::{Silence, SilenceState};
 use crate::alerts::Alert;
 use crate::config::run::Secret;
@@ -85,9 +85,30 @@ pub fn router_with_clock(backend: Arc<dyn Backend>, token: Option<Secret>, clock
         ids: Arc::new(SilenceIds::default()),
     };
     let mut r = Router::new();
-    for (method, path) in ROUTES {
-        r = r.route(path, endpoint(method, path));
+    let mut paths: Vec<&str> = ROUTES.iter().map(|(_, p)| *p).collect();
+    paths.dedup();
+    for path in paths {
+        let methods: Vec<&'static str> = ROUTES
+            .iter()
+            .filter(|(_, p)| *p == path)
+            .map(|(m, _)| *m)
+            .collect();
+        let mut mr: Option<MethodRouter<Ctx>> = None;
+        for m in &methods {
+            let e = endpoint(m, path);
+            mr = Some(match mr {
+                None => e,
+                Some(prev) => prev.merge(e),
+            });
+        }
+        let allow = methods.join(", ");
+        let mr = mr
+            .expect("a path of ROUTES has a method")
+            .fallback(move || method_not_allowed(allow.clone()));
+        r = r.route(path, mr);
     }
+    // Anything else under /api/v1/ is a JSON 404 (not the server's empty one).
+    r = r.route("/api/v1/{*rest}", any(no_such_endpoint));
     // Slack interactivity (src/api/slack.rs) is merged here, e.g.
     // `r = r.merge(super::slack::router(...))`, with its routes added to
     // ROUTES' test exceptions or to the OpenAPI description.
@@ -123,13 +144,12 @@ async fn list_alerts(
     RawQuery(q): RawQuery,
 ) -> Result<Json<Vec<AlertView>>, ApiError> {
     let filter = AlertFilter::parse(q.as_deref())?;
-    let incidents = ctx.backend.incidents();
-    let incident_of = |fp: &str| {
-        incidents
-            .iter()
-            .find(|i| i.alerts.contains_key(fp))
-            .map(|i| i.id.clone())
-    };
+    let mut incident_of = std::collections::HashMap::new();
+    for i in ctx.backend.incidents() {
+        for fp in i.alerts.into_keys() {
+            incident_of.insert(fp, i.id.clone());
+        }
+    }
     let mut out: Vec<AlertView> = ctx
         .backend
         .alerts()
@@ -137,7 +157,7 @@ async fn list_alerts(
         .filter(|a| filter.selects(a))
         .map(|alert| AlertView {
             api_state: AlertState::of(&alert),
-            incident: incident_of(&alert.fingerprint),
+            incident: incident_of.get(&alert.fingerprint).cloned(),
             alert,
         })
         .collect();
@@ -260,6 +280,25 @@ async fn list_notifications(
 ) -> Result<Response, ApiError> {
     let n = limit(q.as_deref())?;
     Ok(Json(ctx.backend.notifications(n)).into_response())
+}
+
+async fn method_not_allowed(allow: String) -> Response {
+    let mut resp = ApiError::new(
+        ApiErrorKind::MethodNotAllowed,
+        format!("this endpoint answers {allow}"),
+    )
+    .into_response();
+    if let Ok(v) = allow.parse() {
+        resp.headers_mut().insert(header::ALLOW, v);
+    }
+    resp
+}
+
+async fn no_such_endpoint(uri: axum::http::Uri) -> ApiError {
+    ApiError::new(
+        ApiErrorKind::NotFound,
+        format!("no endpoint {}; see /api/v1/openapi.json", uri.path()),
+    )
 }
 
 async fn openapi() -> Response {

@@ -229,7 +229,10 @@ async fn alerts_carry_their_api_state_and_incident() {
 }
 
 /// (query, the alerts it selects as (alertname, InstanceId, api_state))
-type FilterCase = (&'static str, &'static [(&'static str, &'static str, &'static str)]);
+type FilterCase = (
+    &'static str,
+    &'static [(&'static str, &'static str, &'static str)],
+);
 
 #[tokio::test]
 async fn alert_filters_by_matchers_and_state() {
@@ -632,15 +635,27 @@ async fn the_openapi_description_matches_the_routes() {
         let want = if method == "GET" { 200 } else { 403 };
         assert_eq!(r.status.as_u16(), want, "{method} {path}: {}", r.text);
     }
-    // Not-routed requests do get the router's answers (the probe above can fail).
+    // Requests that are not routed get JSON errors too (and the probe
+    // above can fail).
+    let r = call(&app, "PUT", "/api/v1/silences", None, "").await;
+    assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(r.headers[header::ALLOW], "GET, POST");
     assert_eq!(
-        call(&app, "PUT", "/api/v1/silences", None, "").await.status,
-        StatusCode::METHOD_NOT_ALLOWED
+        r.error(),
+        (
+            "method_not_allowed".into(),
+            "this endpoint answers GET, POST".into()
+        )
     );
-    assert_eq!(
-        call(&app, "GET", "/api/v1/nothing", None, "").await.status,
-        StatusCode::NOT_FOUND
-    );
+    for uri in ["/api/v1/nothing", "/api/v1/silences/x/y"] {
+        let r = call(&app, "GET", uri, None, "").await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{uri}");
+        assert_eq!(r.error().0, "not_found", "{uri}");
+        assert!(r.error().1.contains("see /api/v1/openapi.json"), "{uri}");
+    }
+    // Outside /api/v1/ the API claims nothing (the server it is merged
+    // into answers there).
+    assert_eq!(call(&app, "GET", "/healthz", None, "").await.text, "");
 
     let served = get(&app, "/api/v1/openapi.json").await;
     assert_eq!(served, spec);
@@ -666,4 +681,16 @@ async fn the_openapi_description_matches_the_routes() {
         let ptr = r.strip_prefix('#').unwrap();
         assert!(spec.pointer(ptr).is_some(), "dangling {r}");
     }
+}
+
+/// The way the server mounts it: merged into a router with other routes.
+#[tokio::test]
+async fn merges_into_the_servers_router() {
+    let (backend, now) = fixture();
+    let server = Router::new()
+        .route("/healthz", axum::routing::get(|| async { "ok\n" }))
+        .merge(app(&backend, now, None));
+    assert_eq!(call(&server, "GET", "/healthz", None, "").await.text, "ok\n");
+    let alerts = get(&server, "/api/v1/alerts").await;
+    assert_eq!(alerts.as_array().unwrap().len(), 5);
 }
