@@ -85,8 +85,7 @@ pub fn router_with_clock(backend: Arc<dyn Backend>, token: Option<Secret>, clock
         ids: Arc::new(SilenceIds::default()),
     };
     let mut r = Router::new();
-    let mut paths: Vec<&str> = ROUTES.iter().map(|(_, p)| *p).collect();
-    paths.dedup();
+    let paths: std::collections::BTreeSet<&str> = ROUTES.iter().map(|(_, p)| *p).collect();
     for path in paths {
         let methods: Vec<&'static str> = ROUTES
             .iter()
@@ -109,10 +108,14 @@ pub fn router_with_clock(backend: Arc<dyn Backend>, token: Option<Secret>, clock
     }
     // Anything else under /api/v1/ is a JSON 404 (not the server's empty one).
     r = r.route("/api/v1/{*rest}", any(no_such_endpoint));
-    // Slack interactivity (src/api/slack.rs) is merged here, e.g.
-    // `r = r.merge(super::slack::router(...))`, with its routes added to
-    // ROUTES' test exceptions or to the OpenAPI description.
-    r.with_state(ctx)
+    let r = r.with_state(ctx);
+    // ── Slack interactivity ──────────────────────────────────────────────
+    // src/api/slack.rs (written separately) is mounted HERE:
+    //     r.merge(super::slack::router(...))
+    // Its requests are authenticated by Slack's signing secret, not the
+    // bearer token. Add its operations to ROUTES-like checks / the OpenAPI
+    // description, or exclude them in `the_openapi_description_matches_the_routes`.
+    r
 }
 
 /// An alert as the API shows it: the alert, its API state and the incident
