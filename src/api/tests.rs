@@ -690,7 +690,51 @@ async fn merges_into_the_servers_router() {
     let server = Router::new()
         .route("/healthz", axum::routing::get(|| async { "ok\n" }))
         .merge(app(&backend, now, None));
-    assert_eq!(call(&server, "GET", "/healthz", None, "").await.text, "ok\n");
+    assert_eq!(
+        call(&server, "GET", "/healthz", None, "").await.text,
+        "ok\n"
+    );
     let alerts = get(&server, "/api/v1/alerts").await;
     assert_eq!(alerts.as_array().unwrap().len(), 5);
+}
+
+/// What the API returns has every field the description calls required,
+/// and only fields it lists (where it does not allow more).
+#[tokio::test]
+async fn responses_have_the_described_shape() {
+    let spec: Value = serde_json::from_str(OPENAPI).unwrap();
+    let schema = |name: &str| spec["components"]["schemas"][name].clone();
+    let check = |what: &str, v: &Value, s: &Value| {
+        let obj = v.as_object().unwrap_or_else(|| panic!("{what}: {v}"));
+        for r in s["required"].as_array().unwrap() {
+            let r = r.as_str().unwrap();
+            assert!(obj.contains_key(r), "{what} lacks {r}: {v}");
+        }
+        if s["additionalProperties"] != Value::Bool(true) {
+            for k in obj.keys() {
+                assert!(
+                    s["properties"].get(k).is_some(),
+                    "{what} has {k}, not in the description"
+                );
+            }
+        }
+    };
+    let (backend, now) = fixture();
+    let app = app(&backend, now, Some(TOKEN));
+    let r = call(&app, "POST", "/api/v1/silences", Some(TOKEN), NEW).await;
+    check("a created silence", &r.json(), &schema("Silence"));
+    for (uri, name) in [
+        ("/api/v1/alerts", "Alert"),
+        ("/api/v1/incidents", "Incident"),
+        ("/api/v1/silences", "Silence"),
+        ("/api/v1/notifications", "Notification"),
+    ] {
+        let list = get(&app, uri).await;
+        assert!(!list.as_array().unwrap().is_empty(), "{uri}");
+        for item in list.as_array().unwrap() {
+            check(uri, item, &schema(name));
+        }
+    }
+    let r = call(&app, "GET", "/api/v1/alerts?state=x", None, "").await;
+    check("an error", &r.json(), &schema("Error"));
 }
