@@ -1,5 +1,6 @@
 //! The HTTP endpoints of `klaxon run`: `/healthz`, `/readyz`, `/metrics`
-//! (Prometheus text format) and `POST /-/reload`.
+//! (Prometheus text format), `POST /-/reload`, and the dispatch API under
+//! `/api/v1/` (see [`crate::api`]) when dispatch runs.
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -20,15 +21,22 @@ pub struct AppState {
     pub shared: Arc<Shared>,
     pub registry: Arc<Registry>,
     pub reloader: Arc<Reloader>,
+    /// The dispatch API (`None` when dispatch is off).
+    pub api: Option<Router>,
 }
 
-pub fn router(state: AppState) -> Router {
-    Router::new()
+pub fn router(mut state: AppState) -> Router {
+    let api = state.api.take();
+    let r = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/-/reload", post(reload))
-        .with_state(state)
+        .with_state(state);
+    match api {
+        Some(api) => r.merge(api),
+        None => r,
+    }
 }
 
 async fn readyz(State(s): State<AppState>) -> Response {

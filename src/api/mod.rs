@@ -6,11 +6,48 @@
 //! tests it is an in-memory double. Reads are synchronous snapshots; writes
 //! are futures because they go through Kafka (a silence is durable once the
 //! silences topic has it).
+//!
+//! ```text
+//!  GET  /api/v1/alerts?filter=…&state=…   ─┐
+//!  GET  /api/v1/incidents                  │ reads: open
+//!  GET  /api/v1/silences                   │
+//!  GET  /api/v1/notifications?limit=N      │
+//!  GET  /api/v1/openapi.json              ─┘
+//!  POST   /api/v1/silences                ─┐
+//!  DELETE /api/v1/silences/{id}            │ writes: `Authorization: Bearer <http.token>`
+//!  POST   /api/v1/incidents/{id}/ack      ─┘
+//! ```
+//!
+//! - [`router`]: the routes (built from one table, [`routes::ROUTES`], that
+//!   a test keeps equal to `schemas/openapi.json`).
+//! - [`auth`]: the bearer token check for writes.
+//! - [`silences`]: a new silence as posted → a validated [`Silence`].
+//! - [`query`]: the alert filters (`filter=` matchers, `state=`).
+//! - [`memory`]: an in-memory [`Backend`] for tests and demos.
+//!
+//! Every error is `{"error": {"kind": "...", "message": "..."}}` with the
+//! status of its [`ApiErrorKind`].
+
+pub mod auth;
+pub mod memory;
+pub mod query;
+pub mod routes;
+pub mod silences;
+// Slack interactivity (buttons that ack or silence) lives in `slack.rs`,
+// written separately; declare it here and merge its routes in
+// `routes::router_with_clock` where marked.
+
+#[cfg(test)]
+pub(crate) mod tests;
 
 use std::future::Future;
 use std::pin::Pin;
 
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
 use serde::Serialize;
+
+pub use routes::{router, router_with_clock, Clock};
 
 use crate::alerts::group::Incident;
 use crate::alerts::silence::Silence;
@@ -27,8 +64,13 @@ pub enum ApiErrorKind {
     BadRequest,
     /// 401: a write without the bearer token, or with a wrong one.
     Unauthorized,
-    /// 404: no such silence or incident (on this member).
+    /// 403: writes are turned off (no `http.token` is configured).
+    Forbidden,
+    /// 404: no such silence or incident (on this member), or no such
+    /// endpoint.
     NotFound,
+    /// 405: the endpoint exists, the method does not (`Allow` lists them).
+    MethodNotAllowed,
     /// 409: e.g. expiring a silence that already ended.
     Conflict,
     /// 503: the backend cannot write now (broker down, not assigned).
@@ -50,6 +92,46 @@ impl ApiError {
             kind,
             message: message.into(),
         }
+    }
+}
+
+impl ApiErrorKind {
+    pub fn status(self) -> StatusCode {
+        match self {
+            ApiErrorKind::BadRequest => StatusCode::BAD_REQUEST,
+            ApiErrorKind::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiErrorKind::Forbidden => StatusCode::FORBIDDEN,
+            ApiErrorKind::NotFound => StatusCode::NOT_FOUND,
+            ApiErrorKind::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiErrorKind::Conflict => StatusCode::CONFLICT,
+            ApiErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl ApiError {
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        ApiError::new(ApiErrorKind::BadRequest, message)
+    }
+}
+
+/// The body of every error response.
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: &'a ApiError,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut resp = (self.kind.status(), axum::Json(ErrorBody { error: &self })).into_response();
+        if self.kind == ApiErrorKind::Unauthorized {
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"klaxon\""),
+            );
+        }
+        resp
     }
 }
 

@@ -1,11 +1,15 @@
 //! The `klaxon` command line. Each subcommand lives in its own file and
 //! returns the process exit code.
 
+mod ack;
+mod alerts;
 mod check;
+pub mod client;
 mod drain;
 mod produce;
 pub mod replay;
 mod run;
+mod silence;
 mod tail;
 mod test;
 
@@ -128,6 +132,18 @@ pub enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Silences through the dispatch API of `klaxon run`: add, list, expire.
+    Silence {
+        #[command(subcommand)]
+        command: silence::SilenceCommand,
+        #[command(flatten)]
+        api: client::ApiArgs,
+    },
+    /// List the alerts of the live incidents (dispatch API), with matchers
+    /// and states as filters.
+    Alerts(alerts::AlertsArgs),
+    /// Acknowledge an incident (dispatch API): its escalation stops.
+    Ack(ack::AckArgs),
 }
 
 fn parse_duration_arg(s: &str) -> Result<i64, String> {
@@ -146,6 +162,19 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             outbox,
         } => replay::run(&rules, &input, lateness, outbox.as_deref()),
         Command::Test { files } => Ok(test::run(&files)),
+        Command::Silence { command, api } => Ok(client::finish(silence::run(
+            command,
+            &api,
+            &crate::config::run::ProcessEnv,
+        ))),
+        Command::Alerts(args) => Ok(client::finish(alerts::run(
+            args,
+            &crate::config::run::ProcessEnv,
+        ))),
+        Command::Ack(args) => Ok(client::finish(ack::run(
+            args,
+            &crate::config::run::ProcessEnv,
+        ))),
         Command::Run {
             config,
             exit_at_end,

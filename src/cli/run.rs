@@ -11,6 +11,7 @@ use crate::http::{serve, AppState};
 use crate::kafka::consumer::{self, Shared};
 use crate::kafka::dispatch::{self, check_topics, DispatchShared, FileDeliver};
 use crate::kafka::sink::Sink;
+use crate::kafka::backend::KafkaBackend;
 use crate::kafka::store::reader_config;
 use crate::kafka::{consumer_config, producer_config};
 use crate::metrics::Metrics;
@@ -124,10 +125,17 @@ pub fn run(config: &Path, exit_at_end: bool) -> anyhow::Result<i32> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
+    let api = dispatcher.as_ref().map(|d| {
+        crate::api::router(
+            Arc::new(KafkaBackend::new(Arc::clone(d))),
+            cfg.api_token.clone(),
+        )
+    });
     let state = AppState {
         shared,
         registry,
         reloader: Arc::clone(&reloader),
+        api,
     };
     let result = rt.block_on(async {
         let listen = cfg.http_listen;

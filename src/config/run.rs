@@ -76,6 +76,9 @@ pub struct RunConfig {
     /// Threads that decode and aggregate (0: one per core).
     pub workers: usize,
     pub dispatch: DispatchRun,
+    /// `http.token`: the bearer token that the dispatch API's writes need
+    /// (`None`: writes are refused).
+    pub api_token: Option<Secret>,
 }
 
 /// The `dispatch:` section: the stage of `klaxon run` that reads the
@@ -223,11 +226,15 @@ fn parse(file: &Path, doc: &Node, env: &dyn Env) -> Result<RunConfig, ConfigErro
 
     let mut http_listen = DEFAULT_HTTP_LISTEN.to_string();
     let mut http_pos = doc.pos;
+    let mut api_token = None;
     if let Some(n) = top.get("http") {
-        let h = Fields::new(file, n, "`http`", &["listen"])?;
+        let h = Fields::new(file, n, "`http`", &["listen", "token"])?;
         if let Some((s, n)) = h.str("listen", "`http`")? {
             http_listen = s.to_string();
             http_pos = n.pos;
+        }
+        if let Some(n) = h.get("token") {
+            api_token = Some(secret_ref(file, "`http.token`", n, env)?);
         }
     }
 
@@ -364,6 +371,9 @@ fn parse(file: &Path, doc: &Node, env: &dyn Env) -> Result<RunConfig, ConfigErro
     if dispatch.group_id.is_empty() {
         dispatch.group_id = format!("{}-dispatch", kafka.group_id);
     }
+    if let Some(v) = env.var("KLAXON_API_TOKEN") {
+        api_token = Some(Secret::new(v));
+    }
     if rules_from_env.is_none() {
         rules = rules
             .into_iter()
@@ -400,6 +410,7 @@ fn parse(file: &Path, doc: &Node, env: &dyn Env) -> Result<RunConfig, ConfigErro
         max_event_bytes,
         workers,
         dispatch,
+        api_token,
     })
 }
 
@@ -408,40 +419,31 @@ fn with(mut e: ConfigError, msg: &str) -> ConfigError {
     e
 }
 
+/// A secret that must not be written in the file: `{ env: NAME }` or
+/// `{ file: PATH }` (e.g. `http.token`). Empty values are refused.
+fn secret_ref(file: &Path, what: &str, v: &Node, env: &dyn Env) -> Result<Secret, ConfigError> {
+    let Value::Map(_) = &v.value else {
+        return Err(schema(
+            file,
+            v.pos,
+            format!(
+                "{what} is a secret: write `{{ env: NAME }}` or `{{ file: PATH }}`, not the value itself"
+            ),
+        ));
+    };
+    let s = secret_map(file, what, v, env)?;
+    if s.expose().trim().is_empty() {
+        return Err(schema(file, v.pos, format!("{what} is empty")));
+    }
+    Ok(s)
+}
+
 /// A property: a scalar, `{ env: NAME }` or `{ file: PATH }`.
 fn prop_value(file: &Path, name: &str, v: &Node, env: &dyn Env) -> Result<PropValue, ConfigError> {
     match &v.value {
         Value::Scalar { text, .. } => Ok(PropValue::Plain(text.clone())),
         Value::Map(_) => {
-            let f = Fields::new(file, v, &format!("property `{name}`"), &["env", "file"])?;
-            if let Some((var, n)) = f.str("env", "a property")? {
-                let value = env.var(var).ok_or_else(|| {
-                    schema(
-                        file,
-                        n.pos,
-                        format!("property `{name}`: environment variable {var} is not set"),
-                    )
-                })?;
-                return Ok(PropValue::Secret(Secret::new(value)));
-            }
-            if let Some((path, n)) = f.str("file", "a property")? {
-                let text = std::fs::read_to_string(path).map_err(|e| {
-                    ConfigError::new(
-                        ErrorKind::Io,
-                        file,
-                        n.pos,
-                        format!("property `{name}`: cannot read {path}: {e}"),
-                    )
-                })?;
-                return Ok(PropValue::Secret(Secret::new(
-                    text.trim_end_matches(['\n', '\r']),
-                )));
-            }
-            Err(schema(
-                file,
-                v.pos,
-                format!("property `{name}` needs `env:` or `file:`"),
-            ))
+            secret_map(file, &format!("property `{name}`"), v, env).map(PropValue::Secret)
         }
         Value::Seq(_) => Err(schema(
             file,
@@ -449,6 +451,38 @@ fn prop_value(file: &Path, name: &str, v: &Node, env: &dyn Env) -> Result<PropVa
             format!("property `{name}` must be a string"),
         )),
     }
+}
+
+/// `{ env: NAME }` or `{ file: PATH }` → the secret; `what` names the key
+/// in messages (``property `sasl.password` ``, `` `http.token` ``).
+fn secret_map(file: &Path, what: &str, v: &Node, env: &dyn Env) -> Result<Secret, ConfigError> {
+    let f = Fields::new(file, v, what, &["env", "file"])?;
+    if let Some((var, n)) = f.str("env", what)? {
+        let value = env.var(var).ok_or_else(|| {
+            schema(
+                file,
+                n.pos,
+                format!("{what}: environment variable {var} is not set"),
+            )
+        })?;
+        return Ok(Secret::new(value));
+    }
+    if let Some((path, n)) = f.str("file", what)? {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigError::new(
+                ErrorKind::Io,
+                file,
+                n.pos,
+                format!("{what}: cannot read {path}: {e}"),
+            )
+        })?;
+        return Ok(Secret::new(text.trim_end_matches(['\n', '\r'])));
+    }
+    Err(schema(
+        file,
+        v.pos,
+        format!("{what} needs `env:` or `file:`"),
+    ))
 }
 
 #[cfg(test)]
@@ -510,6 +544,71 @@ mod tests {
         assert!(!format!("{c:?}").contains("hunter2"));
         let e = load_str(&text, &[]).unwrap_err();
         assert!(e.to_string().contains("KP is not set"), "{e}");
+    }
+
+    #[test]
+    fn the_api_token_is_a_secret_from_env_or_file() {
+        let dir = std::env::temp_dir().join(format!("klaxon-token-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let token_file = dir.join("token");
+        std::fs::write(&token_file, "from-a-file-5e2\n").unwrap();
+        for (http, env, want) in [
+            (
+                "http:\n  token: { env: KT }\n",
+                vec![("KT", "from-env-7a1")],
+                Some("from-env-7a1"),
+            ),
+            (
+                &format!("http:\n  token: {{ file: {} }}\n", token_file.display()),
+                vec![],
+                Some("from-a-file-5e2"),
+            ),
+            // KLAXON_API_TOKEN wins over the file.
+            (
+                "http:\n  token: { env: KT }\n",
+                vec![("KT", "x"), ("KLAXON_API_TOKEN", "override-3c9")],
+                Some("override-3c9"),
+            ),
+            (
+                "",
+                vec![("KLAXON_API_TOKEN", "override-3c9")],
+                Some("override-3c9"),
+            ),
+            ("", vec![], None),
+        ] {
+            let c = load_str(&format!("{MIN}{http}"), &env).unwrap();
+            assert_eq!(c.api_token.as_ref().map(Secret::expose), want, "{http}");
+            if let Some(w) = want {
+                assert!(!format!("{c:?}").contains(w), "{c:?}");
+            }
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+        for (http, env, words) in [
+            (
+                "http:\n  token: hunter2\n",
+                vec![],
+                "6:10: `http.token` is a secret: write `{ env: NAME }`",
+            ),
+            (
+                "http:\n  token: { env: KT }\n",
+                vec![],
+                "6:17: `http.token`: environment variable KT is not set",
+            ),
+            (
+                "http:\n  token: { env: KT }\n",
+                vec![("KT", " ")],
+                "6:10: `http.token` is empty",
+            ),
+            (
+                "http:\n  tokn: { env: KT }\n",
+                vec![],
+                "6:3: unknown field `tokn` in `http`; did you mean `token`?",
+            ),
+        ] {
+            let e = load_str(&format!("{MIN}{http}"), &env).unwrap_err();
+            assert!(e.to_string().contains(words), "{http}: {e}");
+            assert!(!e.to_string().contains("hunter2"), "{e}");
+        }
     }
 
     #[test]
