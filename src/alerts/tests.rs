@@ -70,6 +70,9 @@ fn team(grouping: Grouping, receivers: &[(&str, Option<&str>)]) -> DispatchConfi
                     target: t.map(str::to_string),
                 })
                 .collect(),
+            escalation: None,
+            people: BTreeMap::new(),
+            oncall: BTreeMap::new(),
         },
     );
     config

@@ -291,6 +291,9 @@ pub fn compile_team(file: &Path, doc: &Node) -> Result<Team, ConfigError> {
         name: name.to_string(),
         grouping,
         receivers,
+        escalation: None,
+        people: BTreeMap::new(),
+        oncall: BTreeMap::new(),
     })
 }
 
