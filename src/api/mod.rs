@@ -7,6 +7,8 @@
 //! are futures because they go through Kafka (a silence is durable once the
 //! silences topic has it).
 
+pub mod slack;
+
 use std::future::Future;
 use std::pin::Pin;
 
