@@ -99,12 +99,14 @@ mod tests {
 
     #[test]
     fn first_matching_route_wins_and_no_match_keeps_the_rules_team() {
-        let mut config = DispatchConfig::default();
-        config.routes = vec![
-            route("payments", &[r#"service=~"payments.*""#]),
-            route("dba", &[r#"service=~"pay.*""#, r#"severity="critical""#]),
-            route("edge", &[r#"alertname="LB""#, r#"service!~"int-.*""#]),
-        ];
+        let config = DispatchConfig {
+            routes: vec![
+                route("payments", &[r#"service=~"payments.*""#]),
+                route("dba", &[r#"service=~"pay.*""#, r#"severity="critical""#]),
+                route("edge", &[r#"alertname="LB""#, r#"service!~"int-.*""#]),
+            ],
+            ..Default::default()
+        };
         let c =
             |rule: &str, service: &str| change(rule, &[("service", service)], AlarmState::Alarm, 0);
         let a = config.alert(&c("API", "payments-api"));
@@ -131,8 +133,10 @@ mod tests {
     /// routed alert: both use the route's team and its group_by.
     #[test]
     fn incident_key_follows_the_route() {
-        let mut config = DispatchConfig::default();
-        config.routes = vec![route("payments", &[r#"service=~"payments.*""#])];
+        let mut config = DispatchConfig {
+            routes: vec![route("payments", &[r#"service=~"payments.*""#])],
+            ..Default::default()
+        };
         let mut pay = Team::default_for("payments");
         pay.grouping.group_by = vec!["service".into()];
         config.teams.insert("payments".into(), pay);
