@@ -608,3 +608,17 @@ fn a_bad_escalation_is_rejected_with_its_position() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Escalation only adds pages: without any policy the day's outbox is
+/// exactly the grouped notices of the bundled run (so a team without
+/// `escalation:` behaves as before escalation existed).
+#[test]
+fn escalation_adds_pages_and_changes_nothing_else() {
+    let without = run(|c| {
+        for t in c.teams.values_mut() {
+            t.escalation = None;
+        }
+    });
+    assert!(without.pages.is_empty());
+    assert_eq!(without.all, bundled().outbox);
+}
