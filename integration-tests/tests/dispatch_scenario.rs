@@ -593,7 +593,7 @@ fn a_bad_escalation_is_rejected_with_its_position() {
     let bad = text.replace("after: 10m", "after: 0s");
     assert_ne!(bad, text);
     std::fs::write(dir.join("teams/platform.yaml"), &bad).unwrap();
-    let errs = load_dispatch(&[dir.clone()]).unwrap_err();
+    let errs = load_dispatch(std::slice::from_ref(&dir)).unwrap_err();
     let line = bad
         .lines()
         .position(|l| l.contains("after: 0s") && !l.contains("at once"))
