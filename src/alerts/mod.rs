@@ -20,10 +20,16 @@
 //! - [`nflog`]: what each receiver was last told; decides whether a flush
 //!   is news (firing, resolved or repeat) and never sends a receiver the
 //!   same set twice within `repeat_interval`.
+//! - [`route`]: which team an alert goes to (its rule's, or a matching
+//!   route's), before grouping.
+//! - [`escalation`], [`oncall`]: a team's policy pages tier by tier (the
+//!   on-call person of a rotation, resolved when the tier fires) from the
+//!   incident's first notice until [`Dispatcher::ack`] or resolution. Its
+//!   state lives on the [`Incident`], so in [`Dispatcher::snapshot`].
 //!
-//! The [`Dispatcher`] chains them. It never reads a clock: `ingest` and
-//! `tick` take `now`, and [`Dispatcher::next_deadline`] tells a driver when
-//! the next flush is due, so `klaxon replay --dispatch` runs it in event
+//! The [`Dispatcher`] chains them. It never reads a clock: `ingest`,
+//! `tick` and `ack` take `now`, and [`Dispatcher::next_deadline`] tells a
+//! driver when the next flush or escalation tier is due, so `klaxon replay --dispatch` runs it in event
 //! time and `klaxon run` in wall time.
 //!
 //! # From CloudWatch states to alerts
