@@ -56,7 +56,12 @@ fn day() -> &'static [u8] {
 
 struct Run {
     changes: Vec<Value>,
+    /// The teams' grouped notifications (no `tier`).
     outbox: Vec<Value>,
+    /// Escalation pages and their resolved notices (with `tier`).
+    pages: Vec<Value>,
+    /// Both, in the order sent.
+    all: Vec<Value>,
     outbox_text: String,
     summary: String,
 }
@@ -84,9 +89,14 @@ fn run(edit: impl FnOnce(&mut DispatchConfig)) -> Run {
             .map(|l| serde_json::from_str(l).unwrap())
             .collect()
     };
+    let all = parse(&outbox);
+    let (pages, grouped): (Vec<Value>, Vec<Value>) =
+        all.iter().cloned().partition(|n| n.get("tier").is_some());
     Run {
         changes: parse(&changes),
-        outbox: parse(&outbox),
+        outbox: grouped,
+        pages,
+        all,
         outbox_text: String::from_utf8(outbox).unwrap(),
         summary,
     }
@@ -399,10 +409,10 @@ fn insufficient_data_keeps_firing_alerts_firing_and_never_fires_alone() {
 #[test]
 fn every_incident_keeps_alertmanagers_timing_and_dedup() {
     let r = bundled();
-    let mut ids: Vec<&str> = r.outbox.iter().map(|n| n["id"].as_str().unwrap()).collect();
+    let mut ids: Vec<&str> = r.all.iter().map(|n| n["id"].as_str().unwrap()).collect();
     ids.sort();
     ids.dedup();
-    assert_eq!(ids.len(), r.outbox.len(), "notification ids are unique");
+    assert_eq!(ids.len(), r.all.len(), "notification ids are unique");
 
     let mut by: std::collections::BTreeMap<(String, String), Vec<&Value>> = Default::default();
     for n in &r.outbox {
@@ -451,4 +461,164 @@ fn every_incident_keeps_alertmanagers_timing_and_dedup() {
     assert!(!story("platform", "email").is_empty());
     assert_eq!(story("platform", "email"), story("platform", "slack"));
     assert_eq!(story("backend", "pagerduty"), story("backend", "slack"));
+}
+
+/// Escalation in the day (rules/teams/platform.yaml and backend.yaml): who
+/// was paged, when, through what, and who was told it resolved.
+#[test]
+fn escalation_pages_the_on_call_person_tier_by_tier() {
+    let r = bundled();
+    assert!(!r.pages.is_empty());
+    assert!(
+        r.pages.iter().all(|n| n["team"] != "data"),
+        "the data team has no escalation: nothing but grouped notices"
+    );
+    assert!(r.summary.contains("slack (escalation):"), "{}", r.summary);
+    // Each page goes out its tier's `after` from the incident's first
+    // grouped notice (its start), to the on-call person's contact.
+    let after = |team: &str, tier: u64| -> Millis {
+        match (team, tier) {
+            ("platform", 0) => 0,
+            ("platform", 1) => 10 * MIN,
+            ("platform", 2) => 30 * MIN,
+            ("backend", 0) => 5 * MIN,
+            ("backend", 1) => 15 * MIN,
+            other => panic!("no such tier {other:?}"),
+        }
+    };
+    for p in r.pages.iter().filter(|n| n["kind"] == "firing") {
+        let start = r
+            .outbox
+            .iter()
+            .filter(|n| n["incident"] == p["incident"] && n["kind"] == "firing")
+            .map(|n| ms(&n["at"]))
+            .next()
+            .expect("a paged incident was notified");
+        let team = p["team"].as_str().unwrap();
+        let tier = p["tier"].as_u64().unwrap();
+        assert_eq!(ms(&p["at"]) - start, after(team, tier), "{p}");
+        assert_eq!(
+            p["cycle"], 0,
+            "every incident resolved within the first pass"
+        );
+        let person = p["person"].as_str().unwrap();
+        let contact = p["target"].as_str().unwrap();
+        match p["receiver"].as_str().unwrap() {
+            "slack" => assert_eq!(contact, format!("@{person}")),
+            "email" => assert_eq!(contact, format!("{person}@cloudmart.example")),
+            "sms" => assert!(contact.starts_with("+8210")),
+            other => panic!("unexpected receiver {other}"),
+        }
+    }
+    // Platform's rotation: park's override (00:00–12:00 UTC), then kim's
+    // week. Backend's daily rotation hands over at 10:00 Berlin (09:00 UTC).
+    let who: Vec<(String, &str)> = r
+        .pages
+        .iter()
+        .filter(|n| n["kind"] == "firing" && n["tier"] == 0)
+        .map(|n| {
+            (
+                n["at"].as_str().unwrap()[11..16].to_string(),
+                n["person"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        who,
+        vec![
+            ("02:04".to_string(), "park"),
+            ("06:41".into(), "choi"),
+            ("10:06".into(), "park"),
+            ("12:51".into(), "kim"),
+            ("13:51".into(), "kim"),
+            ("15:01".into(), "kim"),
+            ("19:01".into(), "kim"),
+            ("20:11".into(), "jung"),
+            ("20:26".into(), "jung"),
+        ]
+    );
+    // The i-0b2 incident of 12:51 fell into the silence at 13:00: its email
+    // (13:01) and SMS (13:21) steps were skipped, muted.
+    let b2 = &who[3];
+    let b2_incident = r
+        .pages
+        .iter()
+        .find(|n| n["at"].as_str().unwrap()[11..16] == b2.0)
+        .unwrap()["incident"]
+        .clone();
+    let tiers: Vec<(u64, &str)> = r
+        .pages
+        .iter()
+        .filter(|n| n["incident"] == b2_incident)
+        .map(|n| (n["tier"].as_u64().unwrap(), n["kind"].as_str().unwrap()))
+        .collect();
+    assert_eq!(tiers, vec![(0, "firing"), (0, "resolved")]);
+    // Only the 15:01 incident lasted 30 minutes: one text, and no
+    // "resolved" text (send_resolved: false on that tier).
+    let sms: Vec<&Value> = r.pages.iter().filter(|n| n["receiver"] == "sms").collect();
+    assert_eq!(sms.len(), 1);
+    assert_eq!(
+        (sms[0]["kind"].as_str(), ms(&sms[0]["at"])),
+        (Some("firing"), t("15:31") + 189)
+    );
+    // Every incident that paged told the paged slack/email targets it
+    // resolved, once each, when the incident ended.
+    for p in r
+        .pages
+        .iter()
+        .filter(|n| n["kind"] == "firing" && n["receiver"] != "sms")
+    {
+        let resolved: Vec<&Value> = r
+            .pages
+            .iter()
+            .filter(|n| {
+                n["kind"] == "resolved"
+                    && n["incident"] == p["incident"]
+                    && n["receiver"] == p["receiver"]
+                    && n["target"] == p["target"]
+            })
+            .collect();
+        assert_eq!(resolved.len(), 1, "{p}");
+    }
+}
+
+/// `klaxon check` and `replay` load teams through `load_dispatch`: a bad
+/// escalation in a copy of the bundled rules is an error at file:line:col.
+#[test]
+fn a_bad_escalation_is_rejected_with_its_position() {
+    let dir = std::env::temp_dir().join(format!("klaxon-esc-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("teams")).unwrap();
+    let text = std::fs::read_to_string(root().join("rules/teams/platform.yaml")).unwrap();
+    let bad = text.replace("after: 10m", "after: 0s");
+    assert_ne!(bad, text);
+    std::fs::write(dir.join("teams/platform.yaml"), &bad).unwrap();
+    let errs = load_dispatch(std::slice::from_ref(&dir)).unwrap_err();
+    let line = bad
+        .lines()
+        .position(|l| l.contains("after: 0s") && !l.contains("at once"))
+        .unwrap()
+        + 1;
+    let want = format!("{}:{line}:", dir.join("teams/platform.yaml").display());
+    assert!(errs[0].to_string().starts_with(&want), "{}", errs[0]);
+    assert!(
+        errs[0].to_string().contains("later than the tier before"),
+        "{}",
+        errs[0]
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Escalation only adds pages: without any policy the day's outbox is
+/// exactly the grouped notices of the bundled run (so a team without
+/// `escalation:` behaves as before escalation existed).
+#[test]
+fn escalation_adds_pages_and_changes_nothing_else() {
+    let without = run(|c| {
+        for t in c.teams.values_mut() {
+            t.escalation = None;
+        }
+    });
+    assert!(without.pages.is_empty());
+    assert_eq!(without.all, bundled().outbox);
 }

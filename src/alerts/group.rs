@@ -21,6 +21,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::{Deserialize, Serialize};
 
+use super::escalation::State as EscalationState;
 use super::matcher::Labels;
 use super::{rfc3339, Alert, Grouping};
 use crate::model::{Fnv, Millis, Ordered};
@@ -44,6 +45,18 @@ pub struct Incident {
     pub flushes: u64,
     /// An alert joined, fired again or resolved since the last flush.
     pub changed: bool,
+    /// Who acknowledged it (escalation stops).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acked_by: Option<String>,
+    #[serde(
+        default,
+        with = "rfc3339::opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub acked_at: Option<Millis>,
+    /// Its escalation so far (empty for a team without a policy).
+    #[serde(default, skip_serializing_if = "EscalationState::is_empty")]
+    pub escalation: EscalationState,
 }
 
 /// The group an alert belongs to: its key and its label values.
@@ -137,6 +150,9 @@ impl Grouper {
                 next_flush: now + grouping.group_wait,
                 flushes: 0,
                 changed: false,
+                acked_by: None,
+                acked_at: None,
+                escalation: EscalationState::default(),
             }
         });
         if opened {
@@ -168,6 +184,14 @@ impl Grouper {
             Some((t, _)) if *t <= now => self.schedule.pop_first().map(|(_, k)| k),
             _ => None,
         }
+    }
+
+    /// The key of the incident with this id.
+    pub fn key_of(&self, id: &str) -> Option<String> {
+        self.incidents
+            .values()
+            .find(|i| i.id == id)
+            .map(|i| i.key.clone())
     }
 
     pub fn get(&self, key: &str) -> Option<&Incident> {

@@ -20,10 +20,16 @@
 //! - [`nflog`]: what each receiver was last told; decides whether a flush
 //!   is news (firing, resolved or repeat) and never sends a receiver the
 //!   same set twice within `repeat_interval`.
+//! - [`route`]: which team an alert goes to (its rule's, or a matching
+//!   route's), before grouping.
+//! - [`escalation`], [`oncall`]: a team's policy pages tier by tier (the
+//!   on-call person of a rotation, resolved when the tier fires) from the
+//!   incident's first notice until [`Dispatcher::ack`] or resolution. Its
+//!   state lives on the [`Incident`], so in [`Dispatcher::snapshot`].
 //!
-//! The [`Dispatcher`] chains them. It never reads a clock: `ingest` and
-//! `tick` take `now`, and [`Dispatcher::next_deadline`] tells a driver when
-//! the next flush is due, so `klaxon replay --dispatch` runs it in event
+//! The [`Dispatcher`] chains them. It never reads a clock: `ingest`,
+//! `tick` and `ack` take `now`, and [`Dispatcher::next_deadline`] tells a
+//! driver when the next flush or escalation tier is due, so `klaxon replay --dispatch` runs it in event
 //! time and `klaxon run` in wall time.
 //!
 //! # From CloudWatch states to alerts
@@ -54,10 +60,13 @@
 //!   resolution is still recorded on the alert (`ends_at`, `silenced_by`).
 
 pub mod dedup;
+pub mod escalation;
 pub mod group;
 pub mod inhibit;
 pub mod matcher;
 pub mod nflog;
+pub mod oncall;
+pub mod route;
 pub mod silence;
 
 #[cfg(test)]
@@ -69,7 +78,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::{fnv_str, AlarmState, Fnv, Millis, Ordered, StateChange};
 use dedup::{Dedup, Verdict};
-use group::Grouper;
+use group::{Grouper, Incident};
 use inhibit::{InhibitRule, Inhibitor};
 use matcher::Labels;
 use nflog::{NotificationLog, Policy};
@@ -122,7 +131,18 @@ pub struct Receiver {
 pub struct Team {
     pub name: String,
     pub grouping: Grouping,
+    /// Told of every incident (grouped, repeated, resolved): the team's
+    /// channel.
     pub receivers: Vec<Receiver>,
+    /// Paged tier by tier until someone acknowledges (see [`escalation`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub escalation: Option<escalation::Policy>,
+    /// People who can be on call, by name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub people: BTreeMap<String, oncall::Person>,
+    /// On-call rotations, by name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub oncall: BTreeMap<String, oncall::Rotation>,
 }
 
 impl Team {
@@ -136,6 +156,32 @@ impl Team {
                 name: name.to_string(),
                 target: None,
             }],
+            escalation: None,
+            people: BTreeMap::new(),
+            oncall: BTreeMap::new(),
+        }
+    }
+
+    /// Where a tier target pages at `now`: (receiver, target, person).
+    /// `None` for an on-call target whose rotation or contact is missing
+    /// (the team file loader rejects those).
+    pub fn resolve(
+        &self,
+        t: &escalation::TierTarget,
+        now: Millis,
+    ) -> Option<(String, Option<String>, Option<String>)> {
+        match &t.to {
+            escalation::To::Receiver => Some((t.receiver.clone(), None, None)),
+            escalation::To::Target(x) => Some((t.receiver.clone(), Some(x.clone()), None)),
+            escalation::To::OnCall(rotation) => {
+                let who = self.oncall.get(rotation)?.on_call(now).person;
+                let contact = self.people.get(who)?.contacts.get(&t.receiver)?;
+                Some((
+                    t.receiver.clone(),
+                    Some(contact.clone()),
+                    Some(who.to_string()),
+                ))
+            }
         }
     }
 }
@@ -147,6 +193,10 @@ pub struct DispatchConfig {
     pub silences: Vec<Silence>,
     pub windows: Vec<Window>,
     pub inhibit_rules: Vec<InhibitRule>,
+    /// Label-matching routes to another team than the rule's (first match
+    /// wins; see [`route`]).
+    #[serde(default)]
+    pub routes: Vec<route::Route>,
 }
 
 /// An alert is firing or resolved.
@@ -302,9 +352,14 @@ pub struct NotifiedAlerts {
 }
 
 /// One message to one receiver about one incident.
+///
+/// Escalation pages (see [`escalation`]) reuse the kinds: `firing` for a
+/// tier's page, `resolved` for the end of an incident a tier paged; they
+/// are told apart by `tier` (and `cycle`) being set.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Notification {
-    /// Deterministic: a hash of receiver, incident, kind, time and alerts.
+    /// Deterministic: a hash of receiver, incident, kind, time and alerts;
+    /// for escalation, of receiver, target, incident, tier, cycle and round.
     pub id: String,
     pub receiver: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -317,6 +372,16 @@ pub struct Notification {
     #[serde(with = "rfc3339")]
     pub at: Millis,
     pub alerts: NotifiedAlerts,
+    /// The escalation tier (0-based) that sent it; `None` for the team's
+    /// grouped notifications.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tier: Option<usize>,
+    /// The pass through the policy (0-based, see `repeat`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cycle: Option<u32>,
+    /// Who was paged, when the target came from an on-call rotation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub person: Option<String>,
 }
 
 /// What [`Dispatcher::ingest`] did with a change.
@@ -347,6 +412,11 @@ pub struct Stats {
     /// Times a firing alert was found newly inhibited at a flush.
     pub inhibited: u64,
     pub notifications: u64,
+    /// Escalation pages sent (one per target).
+    pub pages: u64,
+    /// Escalation steps skipped because every firing alert was muted.
+    pub steps_muted: u64,
+    pub acks: u64,
 }
 
 /// What a dispatcher remembers between runs: its incidents (with their
@@ -363,6 +433,7 @@ pub struct State {
 /// The dispatch stage: state changes in, notifications out.
 pub struct Dispatcher {
     teams: BTreeMap<String, Team>,
+    routes: Vec<route::Route>,
     dedup: Dedup,
     inhibitor: Inhibitor,
     silences: Silences,
@@ -375,6 +446,7 @@ impl Dispatcher {
     pub fn new(config: DispatchConfig) -> Dispatcher {
         Dispatcher {
             teams: config.teams,
+            routes: config.routes,
             dedup: Dedup::default(),
             inhibitor: Inhibitor::new(config.inhibit_rules),
             silences: Silences::new(config.silences, config.windows),
@@ -442,7 +514,7 @@ impl Dispatcher {
                 self.inhibitor.observe(a);
                 return Ingested::Updated;
             }
-            (AlarmState::Alarm, false) => Alert::firing(change),
+            (AlarmState::Alarm, false) => route::alert_for(&self.routes, change),
             (AlarmState::Ok, true) => {
                 let mut a = self
                     .groups
@@ -460,11 +532,156 @@ impl Dispatcher {
             }
         };
         self.inhibitor.observe(&alert);
-        let grouping = self.team(&alert.team).grouping;
-        if self.groups.insert(alert, &grouping, now) {
+        let team = self.team(&alert.team);
+        let (key, _) = group::group_of(&alert, &team.grouping);
+        let fired = alert.is_firing();
+        if self.groups.insert(alert, &team.grouping, now) {
             self.stats.incidents += 1;
         }
+        // A new firing alert in an acknowledged incident: escalate again
+        // only where the team asks for it.
+        if fired
+            && team
+                .escalation
+                .as_ref()
+                .is_some_and(|p| p.reescalate_on_new_alert)
+        {
+            if let Some(inc) = self.groups.get_mut(&key) {
+                if inc.acked_at.is_some() {
+                    inc.acked_at = None;
+                    inc.acked_by = None;
+                    inc.escalation.restart();
+                }
+            }
+        }
         Ingested::Changed
+    }
+
+    /// Acknowledges incident `incident_id` at `now`: its escalation stops
+    /// (its grouped notifications go on). Records who and when.
+    pub fn ack(&mut self, incident_id: &str, by: &str, now: Millis) -> Result<&Incident, AckError> {
+        let err = |kind, acked_by: Option<&String>| AckError {
+            kind,
+            incident: incident_id.to_string(),
+            acked_by: acked_by.cloned(),
+        };
+        let Some(key) = self.groups.key_of(incident_id) else {
+            return Err(err(AckErrorKind::NotFound, None));
+        };
+        let inc = self.groups.get_mut(&key).expect("found by id");
+        if let Some(by) = &inc.acked_by {
+            return Err(err(AckErrorKind::AlreadyAcked, Some(by)));
+        }
+        if !inc.alerts.values().any(Alert::is_firing) {
+            return Err(err(AckErrorKind::AlreadyResolved, None));
+        }
+        inc.acked_by = Some(by.to_string());
+        inc.acked_at = Some(now);
+        self.stats.acks += 1;
+        Ok(inc)
+    }
+
+    /// The live incident with this id.
+    pub fn incident(&self, incident_id: &str) -> Option<&Incident> {
+        self.groups.get(&self.groups.key_of(incident_id)?)
+    }
+
+    /// The earliest escalation step due, with its incident key.
+    fn next_step(&self) -> Option<(Millis, &str)> {
+        self.groups
+            .incidents()
+            .filter(|i| i.acked_at.is_none())
+            .filter_map(|i| {
+                let policy = self.teams.get(&i.team)?.escalation.as_ref()?;
+                Some((i.escalation.next_due(policy)?, i.key.as_str()))
+            })
+            .min()
+    }
+
+    /// Takes every escalation step due at or before `now`, in order.
+    fn escalate(&mut self, now: Millis, out: &mut Vec<Notification>) {
+        while let Some((_, key)) = self.next_step().filter(|(t, _)| *t <= now) {
+            let key = key.to_string();
+            self.step(&key, now, out);
+        }
+    }
+
+    /// Takes incident `key`'s next escalation step at `now`.
+    fn step(&mut self, key: &str, now: Millis, out: &mut Vec<Notification>) {
+        let Some(team_name) = self.groups.get(key).map(|i| i.team.clone()) else {
+            return;
+        };
+        let team = self.team(&team_name);
+        let Some(policy) = &team.escalation else {
+            return;
+        };
+        let inc = self.groups.get_mut(key).expect("found above");
+        let Some((tier, cycle, _)) = policy.step(inc.escalation.steps) else {
+            return;
+        };
+        inc.escalation.steps += 1;
+        let mut firing: Vec<Alert> = inc
+            .alerts
+            .values()
+            .filter(|a| {
+                a.is_firing()
+                    && self.silences.mutes(a, now).is_none()
+                    && self.inhibitor.mutes(a, now).is_none()
+            })
+            .cloned()
+            .collect();
+        if firing.is_empty() {
+            self.stats.steps_muted += 1;
+            return;
+        }
+        sort_alerts(&mut firing);
+        let t = &policy.tiers[tier];
+        let round = inc.escalation.round;
+        for target in &t.targets {
+            let Some((receiver, to, person)) = team.resolve(target, now) else {
+                tracing::warn!(
+                    team = %team.name,
+                    receiver = %target.receiver,
+                    "escalation target has no rotation or contact; skipped"
+                );
+                continue;
+            };
+            inc.escalation.paged.push(escalation::Paged {
+                receiver: receiver.clone(),
+                target: to.clone(),
+                tier,
+                cycle,
+                person: person.clone(),
+                at: now,
+                send_resolved: t.send_resolved,
+            });
+            out.push(Notification {
+                id: escalation::notification_id(
+                    Kind::Firing.as_str(),
+                    &receiver,
+                    to.as_deref(),
+                    &inc.id,
+                    tier,
+                    cycle,
+                    round,
+                ),
+                receiver,
+                target: to,
+                team: inc.team.clone(),
+                incident: inc.id.clone(),
+                group: inc.group.clone(),
+                kind: Kind::Firing,
+                at: now,
+                alerts: NotifiedAlerts {
+                    firing: firing.clone(),
+                    resolved: Vec::new(),
+                },
+                tier: Some(tier),
+                cycle: Some(cycle),
+                person,
+            });
+            self.stats.pages += 1;
+        }
     }
 
     /// Flushes every incident due at or before `now`, as of `now`, pushing
@@ -474,6 +691,7 @@ impl Dispatcher {
         while let Some(key) = self.groups.pop_due(now) {
             self.flush(&key, now, out);
         }
+        self.escalate(now, out);
         self.nflog.gc(now);
     }
 
@@ -517,9 +735,7 @@ impl Dispatcher {
         };
         let pick = |ids: &[u64]| {
             let mut v: Vec<Alert> = ids.iter().map(|id| by_id[id].clone()).collect();
-            v.sort_by(|a, b| {
-                (a.starts_at, &a.rule, &a.fingerprint).cmp(&(b.starts_at, &b.rule, &b.fingerprint))
-            });
+            sort_alerts(&mut v);
             v
         };
         for r in &team.receivers {
@@ -549,20 +765,71 @@ impl Dispatcher {
                     firing: pick(&sent.firing),
                     resolved: pick(&sent.resolved),
                 },
+                tier: None,
+                cycle: None,
+                person: None,
             });
             self.stats.notifications += 1;
+        }
+        let resolved_alerts = if inc.escalation.paged.is_empty() {
+            Vec::new()
+        } else {
+            pick(&resolved.iter().copied().collect::<Vec<_>>())
+        };
+
+        // Escalation starts at the first flush with an unmuted firing alert.
+        if team.escalation.is_some()
+            && inc.acked_at.is_none()
+            && inc.escalation.started_at.is_none()
+            && !firing.is_empty()
+        {
+            inc.escalation.started_at = Some(now);
         }
 
         if let Some(ended) = self.groups.flushed(key, now, team.grouping.group_interval) {
             for r in &team.receivers {
                 self.nflog.close(&r.name, &ended.id);
             }
+            // Tell the targets escalation paged that it is over.
+            for p in ended.escalation.to_resolve() {
+                out.push(Notification {
+                    id: escalation::notification_id(
+                        Kind::Resolved.as_str(),
+                        &p.receiver,
+                        p.target.as_deref(),
+                        &ended.id,
+                        p.tier,
+                        p.cycle,
+                        ended.escalation.round,
+                    ),
+                    receiver: p.receiver.clone(),
+                    target: p.target.clone(),
+                    team: ended.team.clone(),
+                    incident: ended.id.clone(),
+                    group: ended.group.clone(),
+                    kind: Kind::Resolved,
+                    at: now,
+                    alerts: NotifiedAlerts {
+                        firing: Vec::new(),
+                        resolved: resolved_alerts.clone(),
+                    },
+                    tier: Some(p.tier),
+                    cycle: Some(p.cycle),
+                    person: p.person.clone(),
+                });
+                self.stats.notifications += 1;
+            }
         }
     }
 
-    /// When the next flush is due, if any incident is live.
+    /// When the next flush or escalation step is due, if any incident is
+    /// live. A driver calls [`Dispatcher::tick`] then.
     pub fn next_deadline(&self) -> Option<Millis> {
-        self.groups.next_deadline()
+        let step = self.next_step().map(|(t, _)| t);
+        match (self.groups.next_deadline(), step) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// The next flush of an incident with changes not yet flushed: once
@@ -592,6 +859,50 @@ impl Dispatcher {
         &mut self.silences
     }
 }
+
+fn sort_alerts(v: &mut [Alert]) {
+    v.sort_by(|a, b| {
+        (a.starts_at, &a.rule, &a.fingerprint).cmp(&(b.starts_at, &b.rule, &b.fingerprint))
+    });
+}
+
+/// Why an acknowledgement was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AckErrorKind {
+    /// No live incident has this id (here: on this member).
+    NotFound,
+    /// Every alert of the incident has resolved.
+    AlreadyResolved,
+    /// Someone acknowledged it already (`acked_by`).
+    AlreadyAcked,
+}
+
+/// A refused acknowledgement.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AckError {
+    pub kind: AckErrorKind,
+    pub incident: String,
+    /// Who acknowledged it, for [`AckErrorKind::AlreadyAcked`].
+    pub acked_by: Option<String>,
+}
+
+impl std::fmt::Display for AckError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let id = &self.incident;
+        match self.kind {
+            AckErrorKind::NotFound => write!(f, "no live incident {id}"),
+            AckErrorKind::AlreadyResolved => write!(f, "incident {id} has already resolved"),
+            AckErrorKind::AlreadyAcked => write!(
+                f,
+                "incident {id} was already acknowledged by {}",
+                self.acked_by.as_deref().unwrap_or("someone")
+            ),
+        }
+    }
+}
+
+impl std::error::Error for AckError {}
 
 /// Times as RFC 3339 strings; read back from RFC 3339 or epoch ms.
 pub(crate) mod rfc3339 {

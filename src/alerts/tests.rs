@@ -70,6 +70,9 @@ fn team(grouping: Grouping, receivers: &[(&str, Option<&str>)]) -> DispatchConfi
                     target: t.map(str::to_string),
                 })
                 .collect(),
+            escalation: None,
+            people: BTreeMap::new(),
+            oncall: BTreeMap::new(),
         },
     );
     config
@@ -676,4 +679,462 @@ fn a_restored_dispatcher_continues_exactly() {
     // And the redelivery of a change seen before the restart is dropped.
     let again = change("CPU", &[("i", "a")], Alarm, 0);
     assert_eq!(second.d.ingest(&again, 6 * H), Ingested::Duplicate);
+}
+
+// ---- Escalation, on-call and acknowledgement ----
+
+use super::escalation::{Policy, Tier, TierTarget, To};
+use super::oncall::{Override, Person, Rotation};
+
+/// Platform with a Slack channel for grouped notices and a policy: Slack
+/// at once, the on-call person by email after 10 min, by SMS after 30 min,
+/// repeated `repeat` times every hour. Rotation: kim, then lee, daily at
+/// 09:00 Asia/Seoul (00:00 UTC) from 1970-01-01.
+fn escalating(repeat: u32, reescalate: bool) -> DispatchConfig {
+    let mut c = team(Grouping::default(), &[("slack", Some("#platform"))]);
+    let t = c.teams.get_mut("platform").unwrap();
+    let tier = |after, targets: Vec<TierTarget>| Tier {
+        after,
+        targets,
+        send_resolved: true,
+    };
+    let target = |r: &str, to: To| TierTarget {
+        receiver: r.into(),
+        to,
+    };
+    t.escalation = Some(Policy {
+        tiers: vec![
+            tier(
+                0,
+                vec![target("slack", To::Target("#platform-pages".into()))],
+            ),
+            tier(
+                10 * MIN,
+                vec![target("email", To::OnCall("primary".into()))],
+            ),
+            Tier {
+                send_resolved: false,
+                ..tier(30 * MIN, vec![target("sms", To::OnCall("primary".into()))])
+            },
+        ],
+        repeat,
+        repeat_every: H,
+        reescalate_on_new_alert: reescalate,
+    });
+    for (name, email, sms) in [
+        ("kim", "kim@x", "+1"),
+        ("lee", "lee@x", "+2"),
+        ("park", "park@x", "+3"),
+    ] {
+        t.people.insert(
+            name.into(),
+            Person {
+                name: name.into(),
+                contacts: [("email", email), ("sms", sms)]
+                    .into_iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            },
+        );
+    }
+    t.oncall.insert(
+        "primary".into(),
+        Rotation {
+            name: "primary".into(),
+            people: vec!["kim".into(), "lee".into()],
+            handoff: TimeOfDay::parse("09:00").unwrap(),
+            timezone: chrono_tz::Asia::Seoul,
+            length_days: 1,
+            start: "1970-01-01".parse().unwrap(),
+            overrides: Vec::new(),
+        },
+    );
+    c
+}
+
+impl Clock {
+    /// (time, tier, cycle, kind, receiver, target) of the escalation pages.
+    fn pages(&self) -> Vec<(Millis, usize, u32, Kind, String, String)> {
+        self.sent
+            .iter()
+            .filter_map(|n| {
+                Some((
+                    n.at,
+                    n.tier?,
+                    n.cycle?,
+                    n.kind,
+                    n.receiver.clone(),
+                    n.target.clone().unwrap_or_default(),
+                ))
+            })
+            .collect()
+    }
+
+    fn grouped(&self) -> Vec<(Millis, Kind, Vec<String>, Vec<String>)> {
+        let mut c = Clock {
+            d: Dispatcher::new(DispatchConfig::default()),
+            now: 0,
+            sent: self
+                .sent
+                .iter()
+                .filter(|n| n.tier.is_none())
+                .cloned()
+                .collect(),
+        };
+        c.now = self.now;
+        c.log()
+    }
+}
+
+fn page(
+    t: Millis,
+    tier: usize,
+    cycle: u32,
+    kind: Kind,
+    receiver: &str,
+    target: &str,
+) -> (Millis, usize, u32, Kind, String, String) {
+    (t, tier, cycle, kind, receiver.into(), target.into())
+}
+
+/// Tiers count from the incident's first notice (group_wait after the
+/// first alert); each tier pages once; the grouped notices go on as usual.
+#[test]
+fn tiers_fire_at_their_delay_from_the_first_notice() {
+    let start = 30 * S;
+    let mut c = Clock::new(escalating(0, false));
+    c.set(0, "CPU", &[("i", "a")], Alarm);
+    assert_eq!(c.d.next_deadline(), Some(start));
+    c.advance(start);
+    assert_eq!(
+        c.pages(),
+        vec![page(start, 0, 0, Kind::Firing, "slack", "#platform-pages")],
+        "tier 0 (after 0) goes out with the first notice"
+    );
+    assert_eq!(c.d.next_deadline(), Some(start + 5 * MIN), "the next flush");
+    c.advance(start + 10 * MIN - 1);
+    assert_eq!(c.pages().len(), 1);
+    c.advance(start + 10 * MIN);
+    assert_eq!(
+        c.pages()[1],
+        page(start + 10 * MIN, 1, 0, Kind::Firing, "email", "kim@x")
+    );
+    assert_eq!(c.sent.last().unwrap().person.as_deref(), Some("kim"));
+    c.advance(3 * H);
+    assert_eq!(
+        c.pages(),
+        vec![
+            page(start, 0, 0, Kind::Firing, "slack", "#platform-pages"),
+            page(start + 10 * MIN, 1, 0, Kind::Firing, "email", "kim@x"),
+            page(start + 30 * MIN, 2, 0, Kind::Firing, "sms", "+1"),
+        ],
+        "repeat: 0 is one pass"
+    );
+    // The grouped notice is not affected by the policy.
+    assert_eq!(c.grouped(), vec![row(start, Kind::Firing, &["a"], &[])]);
+    let n = c.sent.iter().find(|n| n.tier == Some(2)).unwrap();
+    assert_eq!(n.alerts.firing.len(), 1);
+    assert_eq!(c.d.stats().pages, 3);
+}
+
+#[test]
+fn repeat_runs_the_policy_again_every_repeat_every_then_stops() {
+    let s0 = 30 * S;
+    let mut c = Clock::new(escalating(2, false));
+    c.set(0, "CPU", &[("i", "a")], Alarm);
+    c.advance(10 * H);
+    let got: Vec<(Millis, usize, u32)> = c.pages().iter().map(|p| (p.0, p.1, p.2)).collect();
+    let mut want = Vec::new();
+    for cycle in 0..3u32 {
+        for (tier, after) in [(0, 0), (1, 10 * MIN), (2, 30 * MIN)] {
+            want.push((s0 + Millis::from(cycle) * H + after, tier, cycle));
+        }
+    }
+    assert_eq!(got, want);
+    // Every page has its own id; a re-run gives the same ids.
+    let ids: BTreeSet<&str> = c.sent.iter().map(|n| n.id.as_str()).collect();
+    assert_eq!(ids.len(), c.sent.len());
+    let mut again = Clock::new(escalating(2, false));
+    again.set(0, "CPU", &[("i", "a")], Alarm);
+    again.advance(10 * H);
+    assert_eq!(again.sent, c.sent);
+    let inc = c.d.incidents().next().unwrap();
+    assert_eq!(inc.escalation.steps, 9, "all three passes taken");
+    assert_eq!(
+        c.d.next_deadline(),
+        Some(10 * H + s0),
+        "only the incident's flush ticks are left"
+    );
+}
+
+#[test]
+fn ack_in_the_middle_stops_escalation_and_records_who_and_when() {
+    let s0 = 30 * S;
+    let mut c = Clock::new(escalating(2, false));
+    c.set(0, "CPU", &[("i", "a")], Alarm);
+    c.advance(s0 + 15 * MIN);
+    assert_eq!(c.pages().len(), 2, "slack and email so far");
+    let id = c.sent[0].incident.clone();
+    let inc = c.d.ack(&id, "kim", s0 + 15 * MIN).unwrap();
+    assert_eq!(inc.acked_by.as_deref(), Some("kim"));
+    assert_eq!(inc.acked_at, Some(s0 + 15 * MIN));
+    let err = c.d.ack(&id, "lee", s0 + 16 * MIN).unwrap_err();
+    assert_eq!(err.kind, AckErrorKind::AlreadyAcked);
+    assert!(err.to_string().contains("by kim"), "{err}");
+    assert_eq!(
+        c.d.ack("nope", "lee", 0).unwrap_err().kind,
+        AckErrorKind::NotFound
+    );
+    c.advance(5 * H);
+    assert_eq!(c.pages().len(), 2, "no SMS, no second pass");
+    // A new alert joining the acked incident does not restart it.
+    c.set(5 * H, "CPU", &[("i", "b")], Alarm);
+    c.advance(10 * H);
+    assert_eq!(c.pages().len(), 2);
+    assert!(
+        c.grouped().iter().any(|r| r.2 == ["a", "b"]),
+        "the channel still hears of b"
+    );
+    // It resolves: the targets paged (with send_resolved) are told once.
+    c.set(10 * H, "CPU", &[("i", "a")], Fine);
+    c.set(10 * H, "CPU", &[("i", "b")], Fine);
+    c.advance(11 * H);
+    let resolved: Vec<_> = c
+        .pages()
+        .into_iter()
+        .filter(|p| p.3 == Kind::Resolved)
+        .collect();
+    assert_eq!(
+        resolved
+            .iter()
+            .map(|p| (p.1, p.4.as_str(), p.5.as_str()))
+            .collect::<Vec<_>>(),
+        vec![(0, "slack", "#platform-pages"), (1, "email", "kim@x")]
+    );
+    let n = c
+        .sent
+        .iter()
+        .rev()
+        .find(|n| n.kind == Kind::Resolved && n.tier.is_some())
+        .unwrap();
+    assert_eq!(n.alerts.resolved.len(), 2);
+    assert_eq!(c.d.next_deadline(), None);
+    assert_eq!(
+        c.d.ack(&id, "kim", 11 * H).unwrap_err().kind,
+        AckErrorKind::NotFound
+    );
+}
+
+#[test]
+fn reescalate_on_new_alert_clears_the_ack_and_starts_a_new_round() {
+    let s0 = 30 * S;
+    let mut c = Clock::new(escalating(0, true));
+    c.set(0, "CPU", &[("i", "a")], Alarm);
+    c.advance(s0 + MIN);
+    let id = c.sent[0].incident.clone();
+    c.d.ack(&id, "kim", s0 + MIN).unwrap();
+    c.advance(H);
+    assert_eq!(c.pages().len(), 1);
+    c.set(H, "CPU", &[("i", "b")], Alarm);
+    let inc = c.d.incident(&id).unwrap();
+    assert_eq!(inc.acked_by, None, "cleared");
+    // The new round starts at the incident's next flush (its grid).
+    let flush = s0 + 60 * MIN;
+    c.advance(flush + 40 * MIN);
+    let again: Vec<(Millis, usize)> = c.pages()[1..].iter().map(|p| (p.0, p.1)).collect();
+    assert_eq!(
+        again,
+        vec![(flush, 0), (flush + 10 * MIN, 1), (flush + 30 * MIN, 2)]
+    );
+    assert_ne!(c.sent[0].id, c.pages_ids()[1], "a new round, new ids");
+}
+
+impl Clock {
+    fn pages_ids(&self) -> Vec<String> {
+        self.sent
+            .iter()
+            .filter(|n| n.tier.is_some())
+            .map(|n| n.id.clone())
+            .collect()
+    }
+}
+
+#[test]
+fn a_resolve_before_the_first_tier_pages_nobody() {
+    let mut config = escalating(1, false);
+    let p = config.teams.get_mut("platform").unwrap();
+    p.escalation.as_mut().unwrap().tiers.remove(0); // first tier after 10 min
+    let mut c = Clock::new(config);
+    c.set(0, "CPU", &[("i", "a")], Alarm);
+    c.set(5 * MIN, "CPU", &[("i", "a")], Fine);
+    c.advance(3 * H);
+    assert!(c.pages().is_empty(), "{:?}", c.pages());
+    assert_eq!(
+        c.log(),
+        vec![
+            row(30 * S, Kind::Firing, &["a"], &[]),
+            row(5 * MIN + 30 * S, Kind::Resolved, &[], &["a"]),
+        ]
+    );
+    assert_eq!(c.d.next_deadline(), None);
+    // Resolved within group_wait: escalation never even starts.
+    let mut c = Clock::new(escalating(0, false));
+    c.set(0, "CPU", &[("i", "a")], Alarm);
+    c.set(10 * S, "CPU", &[("i", "a")], Fine);
+    c.advance(H);
+    assert!(c.sent.is_empty());
+}
+
+#[test]
+fn an_ack_of_a_resolved_incident_is_refused() {
+    let mut c = Clock::new(escalating(0, false));
+    c.set(0, "CPU", &[("i", "a")], Alarm);
+    c.advance(MIN);
+    let id = c.sent[0].incident.clone();
+    c.set(2 * MIN, "CPU", &[("i", "a")], Fine);
+    let e = c.d.ack(&id, "kim", 2 * MIN).unwrap_err();
+    assert_eq!(e.kind, AckErrorKind::AlreadyResolved);
+    c.advance(H);
+    assert_eq!(
+        c.pages().len(),
+        2,
+        "slack page, then its resolved notice; no tier 1"
+    );
+    assert_eq!(c.pages()[1].3, Kind::Resolved);
+}
+
+/// The on-call person is resolved when the tier fires: an override and a
+/// handoff in between change who is paged.
+#[test]
+fn on_call_targets_follow_the_rotation_and_its_overrides() {
+    let mut config = escalating(1, false);
+    // The incident starts at 23:00:30 UTC; the handoff is at 00:00 UTC
+    // (09:00 KST); park overrides 23:20–23:40 UTC.
+    let day = 24 * H;
+    let r = config
+        .teams
+        .get_mut("platform")
+        .unwrap()
+        .oncall
+        .get_mut("primary")
+        .unwrap();
+    r.overrides.push(Override {
+        person: "park".into(),
+        from: day - 40 * MIN,
+        to: day - 20 * MIN,
+    });
+    let mut c = Clock::new(config);
+    c.set(day - H, "CPU", &[("i", "a")], Alarm);
+    c.advance(day + 2 * H);
+    let oncall: Vec<(Millis, &str, &str)> = c
+        .sent
+        .iter()
+        .filter(|n| n.tier.is_some_and(|t| t > 0))
+        .map(|n| {
+            (
+                n.at - (day - H + 30 * S),
+                n.person.as_deref().unwrap(),
+                n.target.as_deref().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        oncall,
+        vec![
+            (10 * MIN, "kim", "kim@x"),     // 23:10
+            (30 * MIN, "park", "+3"),       // 23:30, the override
+            (H + 10 * MIN, "lee", "lee@x"), // 00:10, after the handoff
+            (H + 30 * MIN, "lee", "+2"),
+        ]
+    );
+}
+
+/// A tier that came due while the dispatcher was down fires once after a
+/// restore at a later `now`: not never, not twice.
+#[test]
+fn a_tier_due_while_down_fires_once_after_restore() {
+    let s0 = 30 * S;
+    let mut first = Clock::new(escalating(0, false));
+    first.set(0, "CPU", &[("i", "a")], Alarm);
+    first.advance(s0 + 5 * MIN);
+    assert_eq!(first.pages().len(), 1);
+    let json = serde_json::to_string(&first.d.snapshot()).unwrap();
+
+    // Down from 5:30 to 20:00: the email tier (10:30) came due meanwhile.
+    let state: State = serde_json::from_str(&json).unwrap();
+    assert_eq!(state, first.d.snapshot(), "escalation state round-trips");
+    let mut second = Dispatcher::restore(escalating(0, false), state);
+    let mut out = Vec::new();
+    let now = 20 * MIN;
+    assert!(second.next_deadline().unwrap() <= now, "it is overdue");
+    second.tick(now, &mut out);
+    let tiers: Vec<(Option<usize>, Millis)> = out.iter().map(|n| (n.tier, n.at)).collect();
+    assert_eq!(tiers, vec![(Some(1), now)], "once, at the restore");
+    out.clear();
+    second.tick(now, &mut out);
+    second.tick(now + 1, &mut out);
+    assert!(out.iter().all(|n| n.tier.is_none()), "not twice: {out:?}");
+    // The same page as an uninterrupted run would have sent (same id), so a
+    // notifier that remembers ids would not send it again either.
+    first.advance(s0 + 10 * MIN);
+    let direct = first.sent.iter().find(|n| n.tier == Some(1)).unwrap();
+    let restored = {
+        let mut s = Dispatcher::restore(escalating(0, false), serde_json::from_str(&json).unwrap());
+        let mut o = Vec::new();
+        s.tick(now, &mut o);
+        o.remove(0)
+    };
+    assert_eq!(restored.id, direct.id);
+    // The rest goes on at its time.
+    let mut out = Vec::new();
+    second.tick(s0 + 30 * MIN, &mut out);
+    assert_eq!(
+        out.iter().filter_map(|n| n.tier).collect::<Vec<_>>(),
+        vec![2]
+    );
+
+    // Acks survive a restore too.
+    let id = first.sent[0].incident.clone();
+    first.d.ack(&id, "kim", s0 + 11 * MIN).unwrap();
+    let snap = serde_json::to_string(&first.d.snapshot()).unwrap();
+    let mut third = Dispatcher::restore(escalating(0, false), serde_json::from_str(&snap).unwrap());
+    assert_eq!(
+        third.incident(&id).unwrap().acked_by.as_deref(),
+        Some("kim")
+    );
+    let mut out = Vec::new();
+    third.tick(3 * H, &mut out);
+    assert!(out.iter().all(|n| n.tier.is_none()), "acked: no more pages");
+}
+
+/// A snapshot written before escalation existed still loads.
+#[test]
+fn old_snapshots_without_escalation_fields_still_load() {
+    let mut c = Clock::platform();
+    c.set(0, "CPU", &[("i", "a")], Alarm);
+    c.advance(MIN);
+    let json = serde_json::to_string(&c.d.snapshot()).unwrap();
+    assert!(
+        !json.contains("escalation") && !json.contains("acked"),
+        "{json}"
+    );
+    let n = serde_json::to_string(&c.sent[0]).unwrap();
+    assert!(!n.contains("tier"), "{n}");
+    let state: State = serde_json::from_str(&json).unwrap();
+    assert_eq!(state.incidents[0].escalation, Default::default());
+}
+
+/// Steps due while every firing alert is silenced are skipped.
+#[test]
+fn a_step_due_while_muted_is_skipped() {
+    let mut config = escalating(0, false);
+    config
+        .silences
+        .push(silence("s1", &[r#"i="a""#], 5 * MIN, 20 * MIN));
+    let mut c = Clock::new(config);
+    c.set(0, "CPU", &[("i", "a")], Alarm);
+    c.advance(H);
+    let tiers: Vec<usize> = c.pages().iter().map(|p| p.1).collect();
+    assert_eq!(tiers, vec![0, 2], "tier 1 (10:30) fell inside the silence");
+    assert_eq!(c.d.stats().steps_muted, 1);
 }

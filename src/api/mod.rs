@@ -40,6 +40,8 @@ pub mod silences;
 #[cfg(test)]
 pub(crate) mod tests;
 
+pub mod slack;
+
 use std::future::Future;
 use std::pin::Pin;
 

@@ -45,6 +45,7 @@ pub(crate) fn fixture() -> (Arc<MemoryBackend>, Millis) {
                 name: "slack".into(),
                 target: Some("#ops".into()),
             }],
+            ..Team::default_for("platform")
         },
     );
     config.silences.push(Silence {

@@ -44,8 +44,18 @@ pub fn run(paths: &[PathBuf]) -> i32 {
     errors.retain(|e| seen.insert(e.to_string()));
     if errors.is_empty() {
         let d = dispatch.unwrap_or_default();
-        // A team file for a team no rule names is likely a typo.
-        let teams: Vec<&str> = rule_teams.iter().map(String::as_str).collect();
+        // A team file for a team no rule names (or routes to) is likely a
+        // typo.
+        let mut teams: Vec<&str> = rule_teams.iter().map(String::as_str).collect();
+        teams.extend(d.routes.iter().map(|r| r.team.as_str()));
+        for r in &d.routes {
+            if !d.teams.contains_key(&r.team) && !rule_teams.contains(&r.team) {
+                eprintln!(
+                    "warning: {} routes to team `{}`, which has no team file (its alerts go to a receiver named `{}`)",
+                    r.source, r.team, r.team
+                );
+            }
+        }
         for name in d.teams.keys() {
             if !teams.contains(&name.as_str()) {
                 let hint = crate::rules::expr::suggest(name, teams.iter().copied())
@@ -55,13 +65,14 @@ pub fn run(paths: &[PathBuf]) -> i32 {
             }
         }
         println!(
-            "ok: {}, {}, {}, {}, {}, {}",
+            "ok: {}, {}, {}, {}, {}, {}, {}",
             count(rules, "rule", "rules"),
             count(tests, "rule test file", "rule test files"),
             count(d.teams.len(), "team file", "team files"),
             count(d.silences.len(), "silence", "silences"),
             count(d.windows.len(), "maintenance window", "maintenance windows"),
             count(d.inhibit_rules.len(), "inhibit rule", "inhibit rules"),
+            count(d.routes.len(), "route", "routes"),
         );
         0
     } else {

@@ -8,6 +8,7 @@ pub mod client;
 mod drain;
 mod produce;
 pub mod replay;
+pub mod routes;
 mod run;
 mod silence;
 mod tail;
@@ -127,6 +128,11 @@ pub enum Command {
         #[arg(long)]
         expect: u64,
     },
+    /// Where alerts go: `klaxon routes test LABELS...`.
+    Routes {
+        #[command(subcommand)]
+        command: RoutesCommand,
+    },
     /// Run rule unit tests.
     Test {
         #[arg(required = true)]
@@ -144,6 +150,25 @@ pub enum Command {
     Alerts(alerts::AlertsArgs),
     /// Acknowledge an incident (dispatch API): its escalation stops.
     Ack(ack::AckArgs),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RoutesCommand {
+    /// Print the team, grouping, receivers and escalation timeline of an
+    /// alert with these labels, e.g. `klaxon routes test
+    /// service=payments-api severity=critical alertname=CloudMart-API-ErrorRate`.
+    Test {
+        /// Rule, team and routes files or directories.
+        #[arg(long, default_value = "rules")]
+        rules: Vec<PathBuf>,
+        /// When the alert fires, RFC 3339 (who is on call then; default: now).
+        #[arg(long)]
+        at: Option<String>,
+        /// `name=value` labels (`alertname` names the rule, which gives the
+        /// team and severity unless `team=`/`severity=` are given).
+        #[arg(required = true)]
+        labels: Vec<String>,
+    },
 }
 
 fn parse_duration_arg(s: &str) -> Result<i64, String> {
@@ -175,6 +200,16 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             args,
             &crate::config::run::ProcessEnv,
         ))),
+        Command::Routes {
+            command: RoutesCommand::Test { rules, at, labels },
+        } => {
+            let at = match at {
+                Some(s) => crate::decode::time::parse_rfc3339(&s)
+                    .map_err(|e| anyhow::anyhow!("--at {s}: {e}"))?,
+                None => chrono::Utc::now().timestamp_millis(),
+            };
+            Ok(routes::test(&rules, at, &labels))
+        }
         Command::Run {
             config,
             exit_at_end,

@@ -94,7 +94,10 @@ pub fn replay(
 /// with changes not yet flushed, so the outbox has the last alerts' first
 /// and resolved notices. It stops there: repeats of incidents still firing
 /// after the input, and the end of silences after it, would go on forever
-/// and are not simulated.
+/// and are not simulated; neither are escalation tiers due after that last
+/// flush. Escalation pages (teams with `escalation:`) are in the outbox
+/// with their `tier` and `cycle`; nobody acknowledges in a dry run, so a
+/// policy runs until the incident resolves or its passes are done.
 pub fn replay_dispatch(
     set: crate::config::RuleSet,
     config: DispatchConfig,
@@ -139,7 +142,13 @@ impl<W: Write> Driver<'_, W> {
             for n in self.sent.drain(..) {
                 serde_json::to_writer(&mut *self.outbox, &n)?;
                 self.outbox.write_all(b"\n")?;
-                *self.counts.entry((n.receiver, n.kind)).or_default() += 1;
+                let receiver = match n.tier {
+                    // Escalation pages are counted apart from the grouped
+                    // notices: `sms (escalation)`.
+                    Some(_) => format!("{} (escalation)", n.receiver),
+                    None => n.receiver,
+                };
+                *self.counts.entry((receiver, n.kind)).or_default() += 1;
             }
         }
         self.now = self.now.max(to);

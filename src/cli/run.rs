@@ -8,10 +8,10 @@ use std::time::Duration;
 use crate::config::load_rules;
 use crate::config::run::{load, ProcessEnv};
 use crate::http::{serve, AppState};
+use crate::kafka::backend::KafkaBackend;
 use crate::kafka::consumer::{self, Shared};
 use crate::kafka::dispatch::{self, check_topics, DispatchShared, FileDeliver};
 use crate::kafka::sink::Sink;
-use crate::kafka::backend::KafkaBackend;
 use crate::kafka::store::reader_config;
 use crate::kafka::{consumer_config, producer_config};
 use crate::metrics::Metrics;
@@ -126,10 +126,19 @@ pub fn run(config: &Path, exit_at_end: bool) -> anyhow::Result<i32> {
         .enable_all()
         .build()?;
     let api = dispatcher.as_ref().map(|d| {
-        crate::api::router(
-            Arc::new(KafkaBackend::new(Arc::clone(d))),
-            cfg.api_token.clone(),
-        )
+        let backend: Arc<dyn crate::api::Backend> = Arc::new(KafkaBackend::new(Arc::clone(d)));
+        let r = crate::api::router(Arc::clone(&backend), cfg.api_token.clone());
+        match &cfg.slack_signing_secret {
+            Some(secret) => r.route(
+                crate::api::slack::PATH,
+                crate::api::slack::interactions(
+                    backend,
+                    secret.clone(),
+                    crate::api::routes::wall_clock(),
+                ),
+            ),
+            None => r,
+        }
     });
     let state = AppState {
         shared,

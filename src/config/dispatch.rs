@@ -5,7 +5,9 @@
 //!   `rules/teams/NAME.yaml`): the team's grouping and receivers;
 //! - a **silence file** (`silences:`, by convention `rules/silences/`):
 //!   one-off silences and recurring maintenance windows;
-//! - an **inhibit file** (`inhibit_rules:`, e.g. `rules/inhibit.yaml`).
+//! - an **inhibit file** (`inhibit_rules:`, e.g. `rules/inhibit.yaml`);
+//! - a **routes file** (`routes:`, e.g. `rules/routes.yaml`): label
+//!   matchers that send alerts to another team than their rule's.
 //!
 //! All of them compile into one [`DispatchConfig`]; every error names
 //! `file:line:col`.
@@ -18,14 +20,38 @@ use chrono_tz::Tz;
 use super::duration::parse_duration;
 use super::yaml::{Node, Pos};
 use super::{file_kind, read_yaml, yaml_files, ConfigError, ErrorKind, Fields, FileKind};
+use crate::alerts::escalation::{Policy, Tier, TierTarget, To};
 use crate::alerts::inhibit::InhibitRule;
 use crate::alerts::matcher::Matcher;
+use crate::alerts::oncall::{Override, Person, Rotation};
+use crate::alerts::route::Route;
 use crate::alerts::silence::{parse_weekday, Silence, TimeOfDay, Window, WEEKDAYS};
 use crate::alerts::{DispatchConfig, Grouping, Receiver, Team};
 use crate::model::{Fnv, Millis};
 use crate::rules::expr::suggest;
 
-const TEAM_FIELDS: &[&str] = &["team", "grouping", "receivers"];
+const TEAM_FIELDS: &[&str] = &[
+    "team",
+    "grouping",
+    "receivers",
+    "people",
+    "oncall",
+    "escalation",
+];
+const ROTATION_FIELDS: &[&str] = &[
+    "name",
+    "people",
+    "handoff",
+    "timezone",
+    "length",
+    "start",
+    "overrides",
+];
+const OVERRIDE_FIELDS: &[&str] = &["person", "from", "to"];
+const ESCALATION_FIELDS: &[&str] = &["tiers", "repeat", "repeat_every", "reescalate_on_new_alert"];
+const TIER_FIELDS: &[&str] = &["after", "notify", "send_resolved"];
+const TARGET_FIELDS: &[&str] = &["receiver", "target", "oncall"];
+const ROUTE_FIELDS: &[&str] = &["team", "matchers"];
 const GROUPING_FIELDS: &[&str] = &[
     "group_by",
     "group_wait",
@@ -120,6 +146,11 @@ pub fn load_dispatch(paths: &[PathBuf]) -> Result<DispatchConfig, Vec<ConfigErro
             },
             FileKind::Inhibit => match compile_inhibit(&f, &doc) {
                 Ok(rules) => config.inhibit_rules.extend(rules),
+                Err(mut es) => errors.append(&mut es),
+            },
+            // Routes from several files apply in file order (sorted paths).
+            FileKind::Routes => match compile_routes(&f, &doc) {
+                Ok(routes) => config.routes.extend(routes),
                 Err(mut es) => errors.append(&mut es),
             },
             FileKind::Rules | FileKind::Tests | FileKind::Unknown => {}
@@ -287,11 +318,423 @@ pub fn compile_team(file: &Path, doc: &Node) -> Result<Team, ConfigError> {
             }
         }
     }
+    let people = match top.get("people") {
+        Some(n) => compile_people(file, n)?,
+        None => BTreeMap::new(),
+    };
+    let oncall = match top.get("oncall") {
+        Some(n) => compile_rotations(file, n, &people)?,
+        None => BTreeMap::new(),
+    };
+    let escalation = match top.get("escalation") {
+        Some(n) => Some(compile_escalation(
+            file,
+            n,
+            &people,
+            &oncall,
+            grouping.send_resolved,
+        )?),
+        None => None,
+    };
     Ok(Team {
         name: name.to_string(),
         grouping,
         receivers,
+        escalation,
+        people,
+        oncall,
     })
+}
+
+/// `people:` name → { receiver: contact point }.
+fn compile_people(file: &Path, n: &Node) -> Result<BTreeMap<String, Person>, ConfigError> {
+    let map = n.as_map().ok_or_else(|| {
+        schema(
+            file,
+            n.pos,
+            format!(
+                "`people` must map names to contact points (kim: {{email: kim@example.com}}), not {}",
+                n.kind_name()
+            ),
+        )
+    })?;
+    let mut out = BTreeMap::new();
+    for (k, v) in map {
+        let name = k
+            .as_str()
+            .filter(|s| !s.trim().is_empty())
+            .ok_or_else(|| schema(file, k.pos, "a person needs a name"))?;
+        if out.contains_key(name) {
+            return Err(invalid(
+                file,
+                k.pos,
+                format!("person `{name}` is listed twice"),
+            ));
+        }
+        let contacts = v.as_map().ok_or_else(|| {
+            schema(
+                file,
+                v.pos,
+                format!(
+                    "`{name}` must map receiver names to contact points (email: {name}@example.com), not {}",
+                    v.kind_name()
+                ),
+            )
+        })?;
+        let mut c = BTreeMap::new();
+        for (rk, rv) in contacts {
+            let receiver = rk
+                .as_str()
+                .ok_or_else(|| schema(file, rk.pos, "receiver names are plain names"))?;
+            let point = rv.as_str().filter(|s| !s.trim().is_empty()).ok_or_else(|| {
+                schema(
+                    file,
+                    rv.pos,
+                    format!("`{receiver}` of `{name}` must be a contact point (an address, a number, a handle)"),
+                )
+            })?;
+            c.insert(receiver.to_string(), point.to_string());
+        }
+        out.insert(
+            name.to_string(),
+            Person {
+                name: name.to_string(),
+                contacts: c,
+            },
+        );
+    }
+    Ok(out)
+}
+
+fn person_ref<'a>(
+    file: &Path,
+    n: &Node,
+    people: &'a BTreeMap<String, Person>,
+) -> Result<&'a str, ConfigError> {
+    let name = n
+        .as_str()
+        .ok_or_else(|| schema(file, n.pos, "a person is named by a string"))?;
+    match people.get_key_value(name) {
+        Some((k, _)) => Ok(k),
+        None => {
+            let mut msg = format!("unknown person `{name}`");
+            match suggest(name, people.keys().map(String::as_str)) {
+                Some(s) => msg.push_str(&format!("; did you mean `{s}`?")),
+                None => msg.push_str("; define them under `people:`"),
+            }
+            Err(invalid(file, n.pos, msg))
+        }
+    }
+}
+
+fn timezone(file: &Path, s: &str, n: &Node) -> Result<Tz, ConfigError> {
+    s.parse().map_err(|_| {
+        let mut msg = format!("unknown time zone `{s}`");
+        match suggest(s, chrono_tz::TZ_VARIANTS.iter().map(|t| t.name())) {
+            Some(x) => msg.push_str(&format!("; did you mean `{x}`?")),
+            None => msg.push_str("; use an IANA name such as Asia/Seoul or Europe/Berlin"),
+        }
+        schema(file, n.pos, msg)
+    })
+}
+
+/// `1d`, `2d`, `1w`, `2w`: a rotation's shift, in whole days.
+fn shift_days(s: &str) -> Result<u32, String> {
+    let bad = || format!("a shift is whole days or weeks like 1d or 1w, not {s:?}");
+    let s = s.trim();
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?);
+    let n: u32 = num.parse().map_err(|_| bad())?;
+    let days = match unit {
+        "d" => n,
+        "w" => n.checked_mul(7).ok_or_else(bad)?,
+        _ => return Err(bad()),
+    };
+    if days == 0 || days > 366 {
+        return Err(bad());
+    }
+    Ok(days)
+}
+
+/// `oncall:` a list of rotations.
+fn compile_rotations(
+    file: &Path,
+    n: &Node,
+    people: &BTreeMap<String, Person>,
+) -> Result<BTreeMap<String, Rotation>, ConfigError> {
+    let items = n.as_seq().ok_or_else(|| {
+        schema(
+            file,
+            n.pos,
+            format!(
+                "`oncall` must be a list of rotations, not {}",
+                n.kind_name()
+            ),
+        )
+    })?;
+    let mut out = BTreeMap::new();
+    for item in items {
+        let what = "a rotation";
+        let f = Fields::new(file, item, what, ROTATION_FIELDS)?;
+        let (name, name_n) = f.required_str("name", what)?;
+        if out.contains_key(name) {
+            return Err(invalid(
+                file,
+                name_n.pos,
+                format!("rotation `{name}` is defined twice"),
+            ));
+        }
+        let list_n = f.required("people", what)?;
+        let list = list_n
+            .as_seq()
+            .ok_or_else(|| f.wrong(list_n, "people", what, "a list of names"))?;
+        if list.is_empty() {
+            return Err(invalid(
+                file,
+                list_n.pos,
+                "a rotation needs at least one person",
+            ));
+        }
+        let names = list
+            .iter()
+            .map(|p| person_ref(file, p, people).map(str::to_string))
+            .collect::<Result<Vec<_>, _>>()?;
+        let (h, h_n) = f.required_str("handoff", what)?;
+        let handoff =
+            TimeOfDay::parse(h).map_err(|e| schema(file, h_n.pos, format!("`handoff`: {e}")))?;
+        let (tz, tz_n) = f.required_str("timezone", what)?;
+        let tz = timezone(file, tz, tz_n)?;
+        let (len, len_n) = f.required_str("length", what)?;
+        let length_days =
+            shift_days(len).map_err(|e| schema(file, len_n.pos, format!("`length`: {e}")))?;
+        let (start, start_n) = f.required_str("start", what)?;
+        let start = chrono::NaiveDate::parse_from_str(start, "%Y-%m-%d").map_err(|_| {
+            schema(
+                file,
+                start_n.pos,
+                format!(
+                    "`start` is the local date of the first handoff, YYYY-MM-DD, not {start:?}"
+                ),
+            )
+        })?;
+        let mut overrides = Vec::new();
+        if let Some(o) = f.get("overrides") {
+            let items = o
+                .as_seq()
+                .ok_or_else(|| f.wrong(o, "overrides", what, "a list"))?;
+            for item in items {
+                let what = "an override";
+                let of = Fields::new(file, item, what, OVERRIDE_FIELDS)?;
+                let person = person_ref(file, of.required("person", what)?, people)?;
+                let from = rfc3339(&of, "from", what)?;
+                let to = rfc3339(&of, "to", what)?;
+                if to <= from {
+                    let pos = of.get("to").expect("parsed").pos;
+                    return Err(invalid(file, pos, "`to` must be after `from`"));
+                }
+                overrides.push(Override {
+                    person: person.to_string(),
+                    from,
+                    to,
+                });
+            }
+        }
+        out.insert(
+            name.to_string(),
+            Rotation {
+                name: name.to_string(),
+                people: names,
+                handoff,
+                timezone: tz,
+                length_days,
+                start,
+                overrides,
+            },
+        );
+    }
+    Ok(out)
+}
+
+/// `escalation:` tiers, repeat, re-escalation.
+fn compile_escalation(
+    file: &Path,
+    n: &Node,
+    people: &BTreeMap<String, Person>,
+    rotations: &BTreeMap<String, Rotation>,
+    send_resolved: bool,
+) -> Result<Policy, ConfigError> {
+    let what = "`escalation`";
+    let f = Fields::new(file, n, what, ESCALATION_FIELDS)?;
+    let tiers_n = f.required("tiers", what)?;
+    let items = tiers_n
+        .as_seq()
+        .ok_or_else(|| f.wrong(tiers_n, "tiers", what, "a list of tiers"))?;
+    if items.is_empty() {
+        return Err(invalid(
+            file,
+            tiers_n.pos,
+            "`tiers` needs at least one tier",
+        ));
+    }
+    let mut tiers: Vec<Tier> = Vec::new();
+    for item in items {
+        let what = "a tier";
+        let tf = Fields::new(file, item, what, TIER_FIELDS)?;
+        let after = duration(&tf, "after", what, 0)?.ok_or_else(|| {
+            schema(
+                file,
+                item.pos,
+                "a tier needs an `after` delay (0s for at once)",
+            )
+        })?;
+        if let Some(prev) = tiers.last() {
+            if after <= prev.after {
+                let pos = tf.get("after").expect("parsed").pos;
+                return Err(invalid(
+                    file,
+                    pos,
+                    format!(
+                        "tiers go in order: `after` must be later than the tier before ({})",
+                        super::duration::format_duration(prev.after)
+                    ),
+                ));
+            }
+        }
+        let notify_n = tf.required("notify", what)?;
+        let list = notify_n
+            .as_seq()
+            .ok_or_else(|| tf.wrong(notify_n, "notify", what, "a list of targets"))?;
+        if list.is_empty() {
+            return Err(invalid(
+                file,
+                notify_n.pos,
+                "`notify` needs at least one target",
+            ));
+        }
+        let mut targets = Vec::new();
+        for t in list {
+            let what = "a target";
+            let tt = Fields::new(file, t, what, TARGET_FIELDS)?;
+            let (receiver, _) = tt.required_str("receiver", what)?;
+            let to = match (tt.str("target", what)?, tt.str("oncall", what)?) {
+                (Some(_), Some((_, n))) => {
+                    return Err(schema(
+                        file,
+                        n.pos,
+                        "a target has `target` (a fixed one) or `oncall` (a rotation), not both",
+                    ))
+                }
+                (Some((x, _)), None) => To::Target(x.to_string()),
+                (None, None) => To::Receiver,
+                (None, Some((rot, rot_n))) => {
+                    let Some(r) = rotations.get(rot) else {
+                        let mut msg = format!("unknown rotation `{rot}`");
+                        match suggest(rot, rotations.keys().map(String::as_str)) {
+                            Some(s) => msg.push_str(&format!("; did you mean `{s}`?")),
+                            None => msg.push_str("; define it under `oncall:`"),
+                        }
+                        return Err(invalid(file, rot_n.pos, msg));
+                    };
+                    for who in r.everyone() {
+                        if !people[who].contacts.contains_key(receiver) {
+                            return Err(invalid(
+                                file,
+                                rot_n.pos,
+                                format!(
+                                    "`{who}` (rotation `{rot}`) has no `{receiver}` contact, so                                      they could not be paged by `{receiver}`"
+                                ),
+                            ));
+                        }
+                    }
+                    To::OnCall(rot.to_string())
+                }
+            };
+            targets.push(TierTarget {
+                receiver: receiver.to_string(),
+                to,
+            });
+        }
+        tiers.push(Tier {
+            after,
+            targets,
+            send_resolved: boolean(&tf, "send_resolved", what)?.unwrap_or(send_resolved),
+        });
+    }
+    let repeat = match f.str("repeat", what)? {
+        None => 0,
+        Some((s, n)) => s.parse::<u32>().ok().filter(|r| *r <= 100).ok_or_else(|| {
+            schema(
+                file,
+                n.pos,
+                format!("`repeat` is how many more passes, 0 to 100, not {s:?}"),
+            )
+        })?,
+    };
+    let last = tiers.last().expect("at least one").after;
+    let repeat_every = match duration(&f, "repeat_every", what, 1_000)? {
+        Some(every) => {
+            if every <= last {
+                return Err(invalid(
+                    file,
+                    f.get("repeat_every").expect("parsed").pos,
+                    format!(
+                        "`repeat_every` (one pass) must be longer than the last tier's `after` ({})",
+                        super::duration::format_duration(last)
+                    ),
+                ));
+            }
+            every
+        }
+        None if repeat > 0 => {
+            return Err(schema(
+                file,
+                f.get("repeat").expect("parsed").pos,
+                "`repeat` needs `repeat_every`: the length of one pass, e.g. 1h",
+            ))
+        }
+        None => 0,
+    };
+    Ok(Policy {
+        tiers,
+        repeat,
+        repeat_every,
+        reescalate_on_new_alert: boolean(&f, "reescalate_on_new_alert", what)?.unwrap_or(false),
+    })
+}
+
+/// Compiles a routes file: `routes:` a list of `{team, matchers}`.
+pub fn compile_routes(file: &Path, doc: &Node) -> Result<Vec<Route>, Vec<ConfigError>> {
+    let top = Fields::new(file, doc, "a routes file", &["routes"]).map_err(|e| vec![e])?;
+    let n = top
+        .required("routes", "a routes file")
+        .map_err(|e| vec![e])?;
+    let items = n
+        .as_seq()
+        .ok_or_else(|| vec![top.wrong(n, "routes", "a routes file", "a list")])?;
+    let (mut out, mut errors) = (Vec::new(), Vec::new());
+    for item in items {
+        let route = (|| {
+            let what = "a route";
+            let f = Fields::new(file, item, what, ROUTE_FIELDS)?;
+            let (team, team_n) = f.required_str("team", what)?;
+            if team.trim().is_empty() {
+                return Err(schema(file, team_n.pos, "`team` must name a team"));
+            }
+            Ok(Route {
+                team: team.to_string(),
+                matchers: matchers(&f, "matchers", what)?,
+                source: format!("{}:{}", file.display(), item.pos.line),
+            })
+        })();
+        match route {
+            Ok(r) => out.push(r),
+            Err(e) => errors.push(e),
+        }
+    }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(errors)
+    }
 }
 
 /// A list of matcher strings, each checked where it is written.
@@ -507,14 +950,7 @@ fn compile_silence(file: &Path, node: &Node) -> Result<Either, ConfigError> {
         return Err(schema(file, from_n.pos, "`from` must be before 24:00"));
     }
     let (tz_s, tz_n) = f.required_str("timezone", what)?;
-    let timezone: Tz = tz_s.parse().map_err(|_| {
-        let mut msg = format!("unknown time zone `{tz_s}`");
-        match suggest(tz_s, chrono_tz::TZ_VARIANTS.iter().map(|t| t.name())) {
-            Some(s) => msg.push_str(&format!("; did you mean `{s}`?")),
-            None => msg.push_str("; use an IANA name such as Asia/Seoul or Europe/Berlin"),
-        }
-        schema(file, tz_n.pos, msg)
-    })?;
+    let timezone = timezone(file, tz_s, tz_n)?;
     let days: Vec<String> = every.iter().map(|d| d.to_string()).collect();
     let id = id.unwrap_or_else(|| {
         let mut parts: Vec<&str> = days.iter().map(String::as_str).collect();
@@ -673,6 +1109,205 @@ receivers:
         }
         let e = compile_team(Path::new("t.yaml"), &doc("team: x\nreceivers: []\n")).unwrap_err();
         assert!(e.to_string().contains("nothing would ever be sent"), "{e}");
+    }
+
+    const ESCALATING: &str = r##"team: platform
+receivers:
+  - name: slack
+    target: "#cloudmart-platform"
+people:
+  kim: { email: kim@cloudmart.example, sms: "+821000000001" }
+  lee: { email: lee@cloudmart.example, sms: "+821000000002" }
+  park: { email: park@cloudmart.example, sms: "+821000000003" }
+oncall:
+  - name: primary
+    people: [kim, lee]
+    handoff: "09:00"
+    timezone: Asia/Seoul
+    length: 1w
+    start: 2026-11-23
+    overrides:
+      - person: park
+        from: 2026-11-28T09:00:00+09:00
+        to: 2026-11-29T09:00:00+09:00
+escalation:
+  tiers:
+    - after: 0s
+      notify:
+        - receiver: slack
+          target: "#cloudmart-pages"
+    - after: 10m
+      notify:
+        - { receiver: email, oncall: primary }
+    - after: 30m
+      send_resolved: false
+      notify:
+        - { receiver: sms, oncall: primary }
+        - receiver: webhook
+  repeat: 2
+  repeat_every: 1h
+  reescalate_on_new_alert: true
+"##;
+
+    #[test]
+    fn a_team_file_with_escalation_and_oncall_compiles() {
+        let t = compile_team(Path::new("t.yaml"), &doc(ESCALATING)).unwrap();
+        let p = t.escalation.as_ref().unwrap();
+        assert_eq!(
+            p.tiers.iter().map(|t| t.after).collect::<Vec<_>>(),
+            vec![0, 600_000, 1_800_000]
+        );
+        assert_eq!(
+            p.tiers[0].targets,
+            vec![TierTarget {
+                receiver: "slack".into(),
+                to: To::Target("#cloudmart-pages".into())
+            }]
+        );
+        assert_eq!(p.tiers[1].targets[0].to, To::OnCall("primary".into()));
+        assert_eq!(p.tiers[2].targets[1].to, To::Receiver);
+        assert!(p.tiers[1].send_resolved, "defaults to the team's");
+        assert!(!p.tiers[2].send_resolved);
+        assert_eq!((p.repeat, p.repeat_every), (2, 3_600_000));
+        assert!(p.reescalate_on_new_alert);
+        let r = &t.oncall["primary"];
+        assert_eq!(r.people, vec!["kim", "lee"]);
+        assert_eq!(r.length_days, 7);
+        assert_eq!(r.timezone, chrono_tz::Asia::Seoul);
+        assert_eq!(r.overrides[0].to - r.overrides[0].from, 86_400_000);
+        assert_eq!(t.people["kim"].contacts["sms"], "+821000000001");
+        // Who is paged: park by the override on 2026-11-28 (KST).
+        let (_, to, who) = t
+            .resolve(&p.tiers[2].targets[0], 1_795_870_800_000)
+            .unwrap();
+        assert_eq!(
+            (to.as_deref(), who.as_deref()),
+            (Some("+821000000003"), Some("park"))
+        );
+        // It round-trips through JSON (the snapshot carries no team, but
+        // the API shows it).
+        let json = serde_json::to_string(&t).unwrap();
+        assert_eq!(serde_json::from_str::<Team>(&json).unwrap(), t);
+    }
+
+    /// (replacement in ESCALATING, expected `line:col`, words in the message)
+    #[test]
+    fn escalation_errors_name_line_and_column() {
+        for (from, to, at, words) in [
+            (
+                "after: 10m",
+                "after: 0s",
+                "26:14",
+                "later than the tier before",
+            ),
+            ("after: 10m", "after: 10", "26:14", "needs a unit"),
+            (
+                "oncall: primary }\n    - after: 30m",
+                "oncall: primry }\n    - after: 30m",
+                "28:38",
+                "did you mean `primary`",
+            ),
+            (
+                "{ receiver: sms, oncall: primary }",
+                "{ receiver: pager, oncall: primary }",
+                "32:38",
+                "`kim` (rotation `primary`) has no `pager` contact",
+            ),
+            (
+                "people: [kim, lee]",
+                "people: [kim, lea]",
+                "11:19",
+                "did you mean `lee`",
+            ),
+            (
+                "      - person: park",
+                "      - person: choi",
+                "17:17",
+                "unknown person `choi`",
+            ),
+            ("length: 1w", "length: 7h", "14:13", "whole days or weeks"),
+            (
+                "timezone: Asia/Seoul",
+                "timezone: Asia/Seol",
+                "13:15",
+                "did you mean `Asia/Seoul`",
+            ),
+            (
+                "start: 2026-11-23",
+                "start: 23.11.2026",
+                "15:12",
+                "YYYY-MM-DD",
+            ),
+            ("handoff: \"09:00\"", "handoff: \"9am\"", "12:14", "HH:MM"),
+            (
+                "to: 2026-11-29T09:00:00+09:00",
+                "to: 2026-11-27T09:00:00+09:00",
+                "19:13",
+                "after `from`",
+            ),
+            (
+                "repeat_every: 1h",
+                "repeat_every: 20m",
+                "35:17",
+                "longer than the last tier",
+            ),
+            ("  repeat_every: 1h\n", "", "34:11", "needs `repeat_every`"),
+            ("repeat: 2", "repeat: two", "34:11", "0 to 100"),
+            (
+                "target: \"#cloudmart-pages\"",
+                "target: \"#x\"\n          oncall: primary",
+                "26:19",
+                "not both",
+            ),
+            (
+                "reescalate_on_new_alert",
+                "reescalate_on_new_alerts",
+                "36:3",
+                "did you mean `reescalate_on_new_alert`",
+            ),
+            (
+                "      notify:\n        - { receiver: email",
+                "      notfy:\n        - { receiver: email",
+                "27:7",
+                "did you mean `notify`",
+            ),
+            (
+                "sms: \"+821000000002\"",
+                "sms: [1]",
+                "7:45",
+                "contact point",
+            ),
+        ] {
+            let text = ESCALATING.replacen(from, to, 1);
+            assert_ne!(text, ESCALATING, "{from}");
+            let e = compile_team(Path::new("t.yaml"), &doc(&text))
+                .expect_err(to)
+                .to_string();
+            assert!(e.starts_with(&format!("t.yaml:{at}: ")), "{to}: {e}");
+            assert!(e.contains(words), "{to}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_routes_file_compiles_and_checks_matchers() {
+        let text = r#"routes:
+  - team: payments
+    matchers: ['service=~"payments.*"']
+  - team: dba
+    matchers: ['alertname=~"CloudMart-RDS-.*"', 'severity="critical"']
+"#;
+        let routes = compile_routes(Path::new("r.yaml"), &doc(text)).unwrap();
+        assert_eq!(routes.len(), 2);
+        assert_eq!(routes[0].team, "payments");
+        assert_eq!(routes[0].source, "r.yaml:2");
+        assert_eq!(routes[1].matchers[1].to_string(), r#"severity="critical""#);
+        let bad = text.replace(r#"'service=~"payments.*"'"#, r#"'service=~"(payments"'"#);
+        let e = compile_routes(Path::new("r.yaml"), &doc(&bad)).unwrap_err();
+        assert!(e[0].to_string().starts_with("r.yaml:3:26: "), "{}", e[0]);
+        let bad = text.replace("  - team: dba\n", "  - tem: dba\n");
+        let e = compile_routes(Path::new("r.yaml"), &doc(&bad)).unwrap_err();
+        assert!(e[0].to_string().starts_with("r.yaml:4:5: "), "{}", e[0]);
+        assert!(e[0].to_string().contains("did you mean `team`"), "{}", e[0]);
     }
 
     const SILENCES: &str = r#"silences:

@@ -93,6 +93,8 @@ pub enum FileKind {
     Silences,
     /// `inhibit_rules:`.
     Inhibit,
+    /// `routes:`: label routes to teams (`rules/routes.yaml`).
+    Routes,
     Unknown,
 }
 
@@ -105,6 +107,8 @@ pub fn file_kind(doc: &yaml::Node) -> FileKind {
         FileKind::Silences
     } else if doc.get("inhibit_rules").is_some() {
         FileKind::Inhibit
+    } else if doc.get("routes").is_some() {
+        FileKind::Routes
     } else if doc.get("team").is_some() {
         FileKind::Team
     } else {
@@ -113,7 +117,7 @@ pub fn file_kind(doc: &yaml::Node) -> FileKind {
 }
 
 /// What [`FileKind::Unknown`] reports.
-pub const NOT_A_KLAXON_FILE: &str = "not a klaxon file: expected `team:` and `rules:` (a rule file), `tests:` (a rule test file), `team:` alone (a team file), `silences:` or `inhibit_rules:`";
+pub const NOT_A_KLAXON_FILE: &str = "not a klaxon file: expected `team:` and `rules:` (a rule file), `tests:` (a rule test file), `team:` alone (a team file), `silences:`, `inhibit_rules:` or `routes:`";
 
 /// Every `.yaml`/`.yml` file under `paths` (files are taken as given), sorted.
 pub fn yaml_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, ConfigError> {

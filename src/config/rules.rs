@@ -112,6 +112,11 @@ pub fn load_rules(paths: &[PathBuf]) -> Result<RuleSet, Vec<ConfigError>> {
                     errors.append(&mut es);
                 }
             }
+            FileKind::Routes => {
+                if let Err(mut es) = super::dispatch::compile_routes(&f, &doc) {
+                    errors.append(&mut es);
+                }
+            }
             FileKind::Unknown => errors.push(ConfigError::new(
                 ErrorKind::Schema,
                 &f,

@@ -79,6 +79,9 @@ pub struct RunConfig {
     /// `http.token`: the bearer token that the dispatch API's writes need
     /// (`None`: writes are refused).
     pub api_token: Option<Secret>,
+    /// `http.slack_signing_secret`: verifies Slack's interaction requests
+    /// (the Acknowledge button); `None`: the endpoint is not served.
+    pub slack_signing_secret: Option<Secret>,
 }
 
 /// The `dispatch:` section: the stage of `klaxon run` that reads the
@@ -227,11 +230,20 @@ fn parse(file: &Path, doc: &Node, env: &dyn Env) -> Result<RunConfig, ConfigErro
     let mut http_listen = DEFAULT_HTTP_LISTEN.to_string();
     let mut http_pos = doc.pos;
     let mut api_token = None;
+    let mut slack_signing_secret = None;
     if let Some(n) = top.get("http") {
-        let h = Fields::new(file, n, "`http`", &["listen", "token"])?;
+        let h = Fields::new(
+            file,
+            n,
+            "`http`",
+            &["listen", "token", "slack_signing_secret"],
+        )?;
         if let Some((s, n)) = h.str("listen", "`http`")? {
             http_listen = s.to_string();
             http_pos = n.pos;
+        }
+        if let Some(n) = h.get("slack_signing_secret") {
+            slack_signing_secret = Some(secret_ref(file, "`http.slack_signing_secret`", n, env)?);
         }
         if let Some(n) = h.get("token") {
             api_token = Some(secret_ref(file, "`http.token`", n, env)?);
@@ -374,6 +386,9 @@ fn parse(file: &Path, doc: &Node, env: &dyn Env) -> Result<RunConfig, ConfigErro
     if let Some(v) = env.var("KLAXON_API_TOKEN") {
         api_token = Some(Secret::new(v));
     }
+    if let Some(v) = env.var("KLAXON_SLACK_SIGNING_SECRET") {
+        slack_signing_secret = Some(Secret::new(v));
+    }
     if rules_from_env.is_none() {
         rules = rules
             .into_iter()
@@ -411,6 +426,7 @@ fn parse(file: &Path, doc: &Node, env: &dyn Env) -> Result<RunConfig, ConfigErro
         workers,
         dispatch,
         api_token,
+        slack_signing_secret,
     })
 }
 

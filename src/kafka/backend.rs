@@ -12,7 +12,7 @@ use super::dispatch::{wall_ms, DispatchShared};
 use super::store::put_silence;
 use crate::alerts::group::Incident;
 use crate::alerts::silence::Silence;
-use crate::alerts::{Alert, Notification};
+use crate::alerts::{AckErrorKind, Alert, Notification};
 use crate::api::{ApiError, ApiErrorKind, Backend, BoxFuture};
 
 pub struct KafkaBackend {
@@ -131,17 +131,30 @@ impl KafkaBackend {
     }
 }
 
-fn ack(shared: &DispatchShared, incident: &str, _by: &str) -> Result<Incident, ApiError> {
-    let found = shared
-        .with_incident(incident, wall_ms(), |d| {
-            d.incidents().find(|i| i.id == incident).cloned()
+fn ack(shared: &DispatchShared, incident: &str, by: &str) -> Result<Incident, ApiError> {
+    let now = wall_ms();
+    let result = shared
+        .with_incident(incident, now, |d| {
+            Some(d.ack(incident, by, now).map(|i| i.clone()))
         })
         .map_err(unavailable)?;
-    match found {
-        Some(i) => Ok(i),
+    match result {
+        Some(Ok(i)) => {
+            tracing::info!(incident, by, "incident acknowledged");
+            Ok(i)
+        }
+        Some(Err(e)) => Err(ApiError::new(
+            match e.kind {
+                AckErrorKind::NotFound => ApiErrorKind::NotFound,
+                AckErrorKind::AlreadyAcked | AckErrorKind::AlreadyResolved => {
+                    ApiErrorKind::Conflict
+                }
+            },
+            e.to_string(),
+        )),
         None => Err(ApiError::new(
             ApiErrorKind::NotFound,
-            format!("no live incident {incident} on this member"),
+            format!("no live incident {incident} on this member (each member answers for the alerts partitions it owns)"),
         )),
     }
 }

@@ -17,7 +17,7 @@ pub mod worker;
 
 use rdkafka::ClientConfig;
 
-use crate::alerts::{group::group_of, Alert, DispatchConfig, Team};
+use crate::alerts::DispatchConfig;
 use crate::config::run::KafkaConfig;
 use crate::model::StateChange;
 
@@ -87,22 +87,18 @@ fn is_client_wide(name: &str) -> bool {
 }
 
 /// The alerts-topic key of a change: its notification group, which is
-/// exactly the dispatch stage's incident key (the team file's `group_by`,
-/// or the default grouping for a team without one). So one partition, and
-/// one consumer downstream, sees every alert of an incident.
+/// exactly the dispatch stage's incident key: its team after routing, and
+/// that team's `group_by` (or the default grouping for a team without a
+/// file). So one partition, and one consumer downstream, sees every alert
+/// of an incident.
 pub fn group_key(change: &StateChange, dispatch: &DispatchConfig) -> String {
-    let alert = Alert::firing(change);
-    let team = dispatch
-        .teams
-        .get(&change.team)
-        .cloned()
-        .unwrap_or_else(|| Team::default_for(&change.team));
-    group_of(&alert, &team.grouping).0
+    dispatch.incident_key(change)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::alerts::{group::group_of, Alert, Team};
     use crate::model::{AlarmState, Ordered};
 
     fn change(team: &str) -> StateChange {
