@@ -135,7 +135,7 @@ fn ack(shared: &DispatchShared, incident: &str, by: &str) -> Result<Incident, Ap
     let now = wall_ms();
     let result = shared
         .with_incident(incident, now, |d| {
-            Some(d.ack(incident, by, now).map(|i| i.clone()))
+            Some(d.ack(incident, by, now).cloned())
         })
         .map_err(unavailable)?;
     match result {
