@@ -29,6 +29,22 @@ pub fn fast_team_rules() -> PathBuf {
     dir
 }
 
+/// [`fast_team_rules`] plus an escalation policy: tier 0 pages target
+/// `tier0` at the incident's first notice, tier 1 pages `tier1` 6 s later.
+pub fn escalating_team_rules() -> PathBuf {
+    let dir = fast_team_rules();
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(dir.join("teams/ops.yaml"))
+        .unwrap();
+    f.write_all(
+        b"escalation:\n  tiers:\n    - after: 0s\n      notify:\n        - { receiver: audit, target: tier0 }\n    \
+          - after: 6s\n      notify:\n        - { receiver: audit, target: tier1 }\n",
+    )
+    .unwrap();
+    dir
+}
+
 /// A fresh outbox path (members of one test share it).
 pub fn outbox_path() -> PathBuf {
     std::env::temp_dir().join(format!("{}.jsonl", unique("outbox")))
@@ -92,6 +108,9 @@ pub fn publish(brokers: &str, topic: &str, changes: &[StateChange], rules: &Path
 pub struct Sent {
     pub id: String,
     pub kind: String,
+    pub target: Option<String>,
+    pub tier: Option<u64>,
+    pub incident: String,
     pub firing: Vec<String>,
     pub resolved: Vec<String>,
 }
@@ -116,6 +135,9 @@ pub fn outbox(path: &Path) -> Vec<Sent> {
             Sent {
                 id: v["id"].as_str().unwrap_or("").to_string(),
                 kind: v["kind"].as_str().unwrap_or("").to_string(),
+                target: v["target"].as_str().map(String::from),
+                tier: v["tier"].as_u64(),
+                incident: v["incident"].as_str().unwrap_or("").to_string(),
                 firing: fps(&v, "firing"),
                 resolved: fps(&v, "resolved"),
             }
@@ -123,10 +145,11 @@ pub fn outbox(path: &Path) -> Vec<Sent> {
         .collect()
 }
 
-/// How many times each (kind, fingerprint) was notified.
+/// How many times each (kind, fingerprint) was notified (group notices;
+/// escalation pages are left out).
 pub fn tally(sent: &[Sent]) -> BTreeMap<(String, String), usize> {
     let mut t = BTreeMap::new();
-    for s in sent {
+    for s in sent.iter().filter(|s| s.tier.is_none()) {
         for fp in &s.firing {
             *t.entry((s.kind.clone(), fp.clone())).or_insert(0) += 1;
         }

@@ -101,6 +101,23 @@ pub fn run(config: &Path, exit_at_end: bool) -> anyhow::Result<i32> {
                     tracing::error!(error = %e, "cannot read the silences topic");
                 }
             })?;
+        let reader: BaseConsumer = reader_config(
+            consumer_config(&cfg.kafka),
+            &format!("{}-view", cfg.dispatch.group_id),
+        )
+        .create()?;
+        let (view, topic, s) = (
+            Arc::clone(&d.view),
+            cfg.dispatch.nflog_topic.clone(),
+            Arc::clone(&stop),
+        );
+        std::thread::Builder::new()
+            .name("nflog-view".into())
+            .spawn(move || {
+                if let Err(e) = view.follow(reader, topic, s) {
+                    tracing::error!(error = %e, "cannot follow the notification log; the API shows this member's incidents only");
+                }
+            })?;
         let (cfg, d, s) = (cfg.clone(), Arc::clone(d), Arc::clone(&stop));
         dispatch_thread = Some(
             std::thread::Builder::new()

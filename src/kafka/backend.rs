@@ -9,11 +9,14 @@
 use std::sync::Arc;
 
 use super::dispatch::{wall_ms, DispatchShared};
-use super::store::put_silence;
+use std::collections::BTreeSet;
+
+use super::store::{put_ack, put_silence, AckRequest};
 use crate::alerts::group::Incident;
 use crate::alerts::silence::Silence;
 use crate::alerts::{AckErrorKind, Alert, Notification};
 use crate::api::{ApiError, ApiErrorKind, Backend, BoxFuture};
+use crate::model::Millis;
 
 pub struct KafkaBackend {
     shared: Arc<DispatchShared>,
@@ -29,22 +32,37 @@ fn unavailable(e: impl std::fmt::Display) -> ApiError {
     ApiError::new(ApiErrorKind::Unavailable, e.to_string())
 }
 
+impl KafkaBackend {
+    /// The incidents of the partitions owned here (live) and of the others
+    /// (their last snapshot).
+    fn all_incidents(&self) -> Vec<Incident> {
+        let (mut v, owned): (Vec<Incident>, BTreeSet<i32>) = {
+            let parts = self.shared.lock_parts();
+            (
+                parts
+                    .values()
+                    .flat_map(|p| p.dispatcher.incidents().cloned())
+                    .collect(),
+                parts.keys().copied().collect(),
+            )
+        };
+        for snap in self.shared.view.others(&owned) {
+            v.extend(snap.state.incidents);
+        }
+        v
+    }
+}
+
 impl Backend for KafkaBackend {
     fn alerts(&self) -> Vec<Alert> {
-        let parts = self.shared.lock_parts();
-        parts
-            .values()
-            .flat_map(|p| p.dispatcher.incidents())
-            .flat_map(|i| i.alerts.values().cloned())
+        self.all_incidents()
+            .into_iter()
+            .flat_map(|i| i.alerts.into_values())
             .collect()
     }
 
     fn incidents(&self) -> Vec<Incident> {
-        let parts = self.shared.lock_parts();
-        let mut v: Vec<Incident> = parts
-            .values()
-            .flat_map(|p| p.dispatcher.incidents().cloned())
-            .collect();
+        let mut v = self.all_incidents();
         v.sort_by(|a, b| (a.opened_at, &a.id).cmp(&(b.opened_at, &b.id)));
         v
     }
@@ -134,9 +152,7 @@ impl KafkaBackend {
 fn ack(shared: &DispatchShared, incident: &str, by: &str) -> Result<Incident, ApiError> {
     let now = wall_ms();
     let result = shared
-        .with_incident(incident, now, |d| {
-            Some(d.ack(incident, by, now).cloned())
-        })
+        .with_incident(incident, now, |d| Some(d.ack(incident, by, now).cloned()))
         .map_err(unavailable)?;
     match result {
         Some(Ok(i)) => {
@@ -152,9 +168,60 @@ fn ack(shared: &DispatchShared, incident: &str, by: &str) -> Result<Incident, Ap
             },
             e.to_string(),
         )),
-        None => Err(ApiError::new(
-            ApiErrorKind::NotFound,
-            format!("no live incident {incident} on this member (each member answers for the alerts partitions it owns)"),
-        )),
+        // Owned by another member: hand it over through the silences topic.
+        None => forward(shared, incident, by, now),
     }
+}
+
+fn forward(
+    shared: &DispatchShared,
+    incident: &str,
+    by: &str,
+    now: Millis,
+) -> Result<Incident, ApiError> {
+    let owned: BTreeSet<i32> = shared.lock_parts().keys().copied().collect();
+    let Some(mut inc) = shared
+        .view
+        .others(&owned)
+        .into_iter()
+        .flat_map(|s| s.state.incidents)
+        .find(|i| i.id == incident)
+    else {
+        return Err(ApiError::new(
+            ApiErrorKind::NotFound,
+            format!("no live incident {incident}"),
+        ));
+    };
+    if let Some(who) = &inc.acked_by {
+        return Err(ApiError::new(
+            ApiErrorKind::Conflict,
+            format!("incident {incident} was already acknowledged by {who}"),
+        ));
+    }
+    if !inc.alerts.values().any(Alert::is_firing) {
+        return Err(ApiError::new(
+            ApiErrorKind::Conflict,
+            format!("incident {incident} has resolved"),
+        ));
+    }
+    let req = AckRequest {
+        incident: incident.to_string(),
+        by: by.to_string(),
+        at: now,
+    };
+    put_ack(
+        &shared.producer,
+        &shared.silences_topic,
+        incident,
+        Some(&req),
+    )
+    .map_err(unavailable)?;
+    tracing::info!(
+        incident,
+        by,
+        "acknowledgement handed to the incident's owner"
+    );
+    inc.acked_by = Some(by.to_string());
+    inc.acked_at = Some(now);
+    Ok(inc)
 }

@@ -41,7 +41,9 @@ use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::{ClientConfig, ClientContext, Message, Offset, TopicPartitionList};
 
-use super::store::{self, SilenceBook, Snapshot, StoreError, SyncProducer, SNAPSHOT_VERSION};
+use super::store::{
+    self, ClusterView, SilenceBook, Snapshot, StoreError, SyncProducer, SNAPSHOT_VERSION,
+};
 use crate::alerts::{DispatchConfig, Dispatcher, Ingested, Notification};
 use crate::config::run::RunConfig;
 use crate::model::{Millis, StateChange};
@@ -250,6 +252,8 @@ pub struct DispatchShared {
     pub deliver: Mutex<Box<dyn Deliver>>,
     config: RwLock<(u64, DispatchConfig)>,
     pub silences: Arc<SilenceBook>,
+    /// The other members' partitions, as their last snapshots say.
+    pub view: Arc<ClusterView>,
     pub producer: SyncProducer,
     /// Reads snapshots on assignment.
     reader: Mutex<BaseConsumer>,
@@ -285,6 +289,7 @@ impl DispatchShared {
             deliver: Mutex::new(deliver),
             config: RwLock::new((1, dispatch)),
             silences: Arc::new(SilenceBook::default()),
+            view: Arc::new(ClusterView::default()),
             producer,
             reader: Mutex::new(reader),
             alerts_topic: cfg.kafka.alerts_topic.clone(),
@@ -454,6 +459,7 @@ impl DispatchShared {
     pub fn step(&self, now: Millis) {
         let mut parts = lock(&self.parts);
         self.refresh(&mut parts);
+        self.apply_acks(&mut parts, now);
         let mut fresh = BTreeSet::new();
         for (p, part) in parts.iter_mut() {
             if part.dispatcher.next_deadline().is_some_and(|t| t <= now) {
@@ -549,6 +555,49 @@ impl DispatchShared {
         self.metrics
             .outbox
             .set(parts.values().map(|p| p.outbox.len() as i64).sum());
+    }
+
+    /// Applies acknowledgements other members took for incidents owned
+    /// here; once the snapshot has them, their records are deleted.
+    fn apply_acks(&self, parts: &mut BTreeMap<i32, Part>, now: Millis) {
+        let mut applied = Vec::new();
+        let mut touched = BTreeSet::new();
+        for a in self.silences.pending_acks() {
+            let owner = parts
+                .iter_mut()
+                .find(|(_, part)| part.dispatcher.incident(&a.incident).is_some());
+            match owner {
+                Some((p, part)) => {
+                    match part.dispatcher.ack(&a.incident, &a.by, a.at) {
+                        Ok(_) => {
+                            tracing::info!(incident = %a.incident, by = %a.by, "incident acknowledged (through another member)")
+                        }
+                        Err(e) => {
+                            tracing::info!(incident = %a.incident, error = %e, "acknowledgement not applied")
+                        }
+                    }
+                    part.dirty = true;
+                    touched.insert(*p);
+                    applied.push(a.incident);
+                }
+                // Nobody here owns it: its owner applies it, or it ended.
+                None if now - a.at > 24 * 3_600_000 => self.silences.apply_ack(&a.incident, None),
+                None => {}
+            }
+        }
+        if applied.is_empty() {
+            return;
+        }
+        if let Err(e) = self.save(parts, Some(&touched), now) {
+            tracing::error!(error = %e, "cannot write the notification log; acknowledgements applied again later");
+            return;
+        }
+        for incident in applied {
+            self.silences.apply_ack(&incident, None);
+            if let Err(e) = store::put_ack(&self.producer, &self.silences_topic, &incident, None) {
+                tracing::warn!(incident, error = %e, "cannot delete an applied acknowledgement record");
+            }
+        }
     }
 
     /// When the loop should next wake up for a flush.

@@ -271,10 +271,25 @@ pub fn reader_config(mut base: ClientConfig, group: &str) -> ClientConfig {
     base
 }
 
-/// The silences every member holds: read from the silences topic.
+/// An acknowledgement taken by a member that does not own the incident,
+/// for the owner to apply (key `ack/<incident>` on the silences topic).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AckRequest {
+    pub incident: String,
+    pub by: String,
+    #[serde(with = "crate::alerts::rfc3339")]
+    pub at: Millis,
+}
+
+/// The key prefix of acknowledgement records on the silences topic.
+pub const ACK_PREFIX: &str = "ack/";
+
+/// What every member reads from the silences topic: the silences, and
+/// acknowledgements waiting for the owner of their incident.
 #[derive(Default)]
 pub struct SilenceBook {
     silences: RwLock<BTreeMap<String, Silence>>,
+    acks: Mutex<BTreeMap<String, AckRequest>>,
     /// Bumped at each change, so dispatchers know to refresh.
     version: AtomicU64,
     /// Whether the topic was read to its end once.
@@ -317,6 +332,23 @@ impl SilenceBook {
         self.version.fetch_add(1, Ordering::SeqCst);
     }
 
+    /// Acknowledgements not yet applied by their incident's owner.
+    pub fn pending_acks(&self) -> Vec<AckRequest> {
+        self.acks.lock().expect("acks").values().cloned().collect()
+    }
+
+    pub fn apply_ack(&self, incident: &str, ack: Option<AckRequest>) {
+        let mut a = self.acks.lock().expect("acks");
+        match ack {
+            Some(v) => {
+                a.insert(incident.to_string(), v);
+            }
+            None => {
+                a.remove(incident);
+            }
+        }
+    }
+
     /// Follows every partition of `topic` from its start until `stop`.
     pub fn follow(
         self: Arc<Self>,
@@ -347,6 +379,16 @@ impl SilenceBook {
                     let Some(id) = m.key().and_then(|k| std::str::from_utf8(k).ok()) else {
                         continue;
                     };
+                    if let Some(incident) = id.strip_prefix(ACK_PREFIX) {
+                        match m.payload().map(serde_json::from_slice::<AckRequest>) {
+                            None => self.apply_ack(incident, None),
+                            Some(Ok(a)) => self.apply_ack(incident, Some(a)),
+                            Some(Err(e)) => {
+                                tracing::warn!(topic, id, error = %e, "unreadable ack record; skipped")
+                            }
+                        }
+                        continue;
+                    }
                     let silence = match m.payload().map(serde_json::from_slice::<Silence>) {
                         None => None,
                         Some(Ok(s)) => Some(s),
@@ -387,4 +429,82 @@ pub fn put_silence(
         &[(None, silence.id.as_str(), Some(body.as_slice()))],
         Duration::from_secs(15),
     )
+}
+
+/// Writes an acknowledgement for the incident's owner (or, with `None`,
+/// its tombstone once applied).
+pub fn put_ack(
+    producer: &SyncProducer,
+    topic: &str,
+    incident: &str,
+    ack: Option<&AckRequest>,
+) -> Result<(), StoreError> {
+    let key = format!("{ACK_PREFIX}{incident}");
+    let body = ack.map(|a| serde_json::to_vec(a).expect("acks serialize"));
+    producer.write_all(
+        topic,
+        &[(None, key.as_str(), body.as_deref())],
+        Duration::from_secs(15),
+    )
+}
+
+/// The last snapshot of every notification-log partition, followed live:
+/// what the other members know, for the API.
+#[derive(Default)]
+pub struct ClusterView {
+    parts: RwLock<BTreeMap<i32, Snapshot>>,
+}
+
+impl ClusterView {
+    /// Snapshots of the partitions not in `except`.
+    pub fn others(&self, except: &std::collections::BTreeSet<i32>) -> Vec<Snapshot> {
+        self.parts
+            .read()
+            .expect("view")
+            .iter()
+            .filter(|(p, _)| !except.contains(p))
+            .map(|(_, s)| s.clone())
+            .collect()
+    }
+
+    /// Follows the last snapshot of each partition of `topic` until `stop`.
+    pub fn follow(
+        self: Arc<Self>,
+        reader: BaseConsumer,
+        topic: String,
+        stop: Arc<std::sync::atomic::AtomicBool>,
+    ) -> Result<(), StoreError> {
+        let meta = reader.fetch_metadata(Some(&topic), Duration::from_secs(30))?;
+        let mut tpl = TopicPartitionList::new();
+        for t in meta.topics() {
+            for p in t.partitions() {
+                let (low, high) =
+                    reader.fetch_watermarks(&topic, p.id(), Duration::from_secs(30))?;
+                let start = if high > low {
+                    Offset::Offset(high - 1)
+                } else {
+                    Offset::End
+                };
+                tpl.add_partition_offset(&topic, p.id(), start)?;
+            }
+        }
+        reader.assign(&tpl)?;
+        while !stop.load(Ordering::SeqCst) {
+            match reader.poll(Duration::from_millis(200)) {
+                Some(Ok(m)) => {
+                    if let Some(Ok(snap)) = m.payload().map(serde_json::from_slice::<Snapshot>) {
+                        self.parts
+                            .write()
+                            .expect("view")
+                            .insert(m.partition(), snap);
+                    }
+                }
+                Some(Err(e)) => {
+                    tracing::debug!(topic, error = %e, "following the notification log")
+                }
+                None => {}
+            }
+        }
+        Ok(())
+    }
 }
