@@ -67,7 +67,10 @@ fn run_publishes_what_replay_prints_and_dead_letters_bad_input() {
         let change: klaxon::model::StateChange = serde_json::from_str(&r.payload).unwrap();
         let k = r.key.as_deref().unwrap();
         assert_eq!(k, klaxon::kafka::group_key(&change, &dispatch));
-        assert!(k.starts_with(&format!("{}/", change.team)), "{k}");
+        // The routed team (rules/routes.yaml may move an alert to another
+        // team than its rule file's) prefixes the key.
+        let routed = dispatch.alert(&change).team;
+        assert!(k.starts_with(&format!("{routed}/")), "{k}");
         assert_eq!(
             *partition_of.entry(k.to_string()).or_insert(r.partition),
             r.partition
@@ -75,6 +78,13 @@ fn run_publishes_what_replay_prints_and_dead_letters_bad_input() {
         assert_eq!(r.headers["klaxon.id"], change.id);
     }
     assert!(partition_of.len() > 1, "several incidents");
+    assert!(
+        alerts.iter().any(|r| {
+            let c: klaxon::model::StateChange = serde_json::from_str(&r.payload).unwrap();
+            dispatch.alert(&c).team != c.team
+        }),
+        "routes.yaml moves at least one alert to another team"
+    );
 
     let dead = read_all(&brokers, &topics.dlq, Duration::from_secs(2));
     let mut reasons: Vec<&str> = dead

@@ -242,8 +242,15 @@ impl Part {
     }
 }
 
+/// Threads are per receiver, target and incident (a channel and a
+/// person's direct messages are different threads).
 fn thread_key(n: &Notification) -> String {
-    format!("{}\u{0}{}", n.receiver, n.incident)
+    format!(
+        "{}\u{0}{}\u{0}{}",
+        n.receiver,
+        n.incident,
+        n.target.as_deref().unwrap_or("")
+    )
 }
 
 /// Shared by the dispatch loop, its rebalance callbacks and the API.

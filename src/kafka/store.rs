@@ -48,7 +48,7 @@ pub struct Snapshot {
     /// Notifications decided but not yet accepted by their channel: a new
     /// owner sends them.
     pub outbox: Vec<Notification>,
-    /// Per `receiver\u{0}incident`: the channel's thread of the incident's
+    /// Per `receiver\u{0}incident\u{0}target`: the channel's thread of the incident's
     /// first message (Slack `ts`), for follow-ups.
     pub threads: BTreeMap<String, String>,
     /// The latest accepted notifications, oldest first.
