@@ -768,12 +768,12 @@ wh: { type: webhook, url: "https://example.com/x", hmac_secret: { env: U }, targ
                 "/etc/klaxon/klaxon.yaml:2:9: unknown receiver type `slakc`; did you mean `slack`?",
             ),
             (
-                "s:\n  type: slack\n  token: { env: T }\n  chanel: x\n",
-                "/etc/klaxon/klaxon.yaml:4:3: unknown field `chanel` in receiver `s`; did you mean `api_url`?",
+                "s:\n  type: slack\n  token: { env: T }\n  default_chanel: x\n",
+                "/etc/klaxon/klaxon.yaml:4:3: unknown field `default_chanel` in receiver `s`; did you mean `default_channel`?",
             ),
             (
                 "m:\n  type: email\n  smtp: { host: h, tls: ssl }\n  from: k@example.com\n",
-                "/etc/klaxon/klaxon.yaml:3:24: `tls` must be none, starttls or tls, not \"ssl\"",
+                "/etc/klaxon/klaxon.yaml:3:25: `tls` must be none, starttls or tls, not \"ssl\"",
             ),
             (
                 "s:\n  type: slack\n  token: { env: MISSING }\n",
