@@ -777,7 +777,7 @@ wh: { type: webhook, url: "https://example.com/x", hmac_secret: { env: U }, targ
             ),
             (
                 "s:\n  type: slack\n  token: { env: MISSING }\n",
-                "/etc/klaxon/klaxon.yaml:3:18: `token` of receiver `s`: environment variable MISSING is not set",
+                "/etc/klaxon/klaxon.yaml:3:17: `token` of receiver `s`: environment variable MISSING is not set",
             ),
         ];
         for (text, want) in cases {
