@@ -75,6 +75,8 @@ pub struct RunConfig {
     pub max_event_bytes: usize,
     /// Threads that decode and aggregate (0: one per core).
     pub workers: usize,
+    /// The notification channels team files name (`receivers:`).
+    pub receivers: super::receivers::ReceiversConfig,
 }
 
 pub const DEFAULT_ALERTS_TOPIC: &str = "klaxon.alerts";
@@ -111,6 +113,7 @@ const TOP: &[&str] = &[
     "windows",
     "max_event_bytes",
     "workers",
+    "receivers",
 ];
 const KAFKA: &[&str] = &[
     "brokers",
@@ -241,6 +244,11 @@ fn parse(file: &Path, doc: &Node, env: &dyn Env) -> Result<RunConfig, ConfigErro
         })?,
     };
 
+    let receivers = match top.get("receivers") {
+        Some(n) => super::receivers::parse_receivers(file, n, env)?,
+        None => Default::default(),
+    };
+
     // Environment overrides win over the file.
     if let Some(v) = env.var("KLAXON_BROKERS") {
         kafka.brokers = v;
@@ -307,6 +315,7 @@ fn parse(file: &Path, doc: &Node, env: &dyn Env) -> Result<RunConfig, ConfigErro
         idle_timeout,
         max_event_bytes,
         workers,
+        receivers,
     })
 }
 
@@ -425,6 +434,20 @@ mod tests {
         assert_eq!(
             e.to_string(),
             "/etc/klaxon/klaxon.yaml:3:3: unknown field `topic` in `kafka`; did you mean `topics`?"
+        );
+    }
+
+    #[test]
+    fn receivers_are_read() {
+        let text = format!(
+            "{MIN}receivers:\n  hook: {{ type: webhook, url: \"http://127.0.0.1:9/x\" }}\n"
+        );
+        let c = load_str(&text, &[]).unwrap();
+        assert!(c.receivers.receivers.contains_key("hook"));
+        let e = load_str(&format!("{MIN}receivers:\n  hook: {{ type: webhok }}\n"), &[]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "/etc/klaxon/klaxon.yaml:6:17: unknown receiver type `webhok`; did you mean `webhook`?"
         );
     }
 
