@@ -6,6 +6,7 @@
 //! `target/debug/klaxon`, whichever is set or newest.
 
 pub mod docker;
+pub mod notify;
 
 use std::collections::BTreeMap;
 use std::io::Read;
