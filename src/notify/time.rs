@@ -61,6 +61,10 @@ impl ManualTimer {
     pub fn sleeps(&self) -> Vec<Duration> {
         self.sleeps.lock().expect("not poisoned").clone()
     }
+    /// Virtual time elapsed.
+    pub fn now_elapsed(&self) -> Duration {
+        Duration::from_nanos(self.nanos.load(Ordering::SeqCst))
+    }
     pub fn advance(&self, d: Duration) {
         self.nanos.fetch_add(d.as_nanos() as u64, Ordering::SeqCst);
     }
