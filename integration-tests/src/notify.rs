@@ -51,7 +51,7 @@ pub struct Mail {
     pub rcpt_tos: Vec<String>,
     pub subject: String,
     pub headers: serde_json::Map<String, serde_json::Value>,
-    /// (content type, decoded text) of each leaf part.
+    /// (content type, decoded text with `\n` line ends) of each leaf part.
     pub parts: Vec<(String, String)>,
 }
 
@@ -190,7 +190,8 @@ impl SmtpSink {
                     .map(|p| {
                         (
                             p["content_type"].as_str().unwrap().to_string(),
-                            p["text"].as_str().unwrap_or_default().to_string(),
+                            // SMTP line ends are CRLF
+                            p["text"].as_str().unwrap_or_default().replace("\r\n", "\n"),
                         )
                     })
                     .collect(),
