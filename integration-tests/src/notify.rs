@@ -104,7 +104,9 @@ fn listening(addr: &str, within: Duration) -> bool {
 pub fn smtp_sink() -> Option<SmtpSink> {
     let var = |k: &str| std::env::var(k).ok().filter(|s| !s.is_empty());
     if let (Some(addr), Some(dir)) = (var("KLAXON_TEST_SMTP"), var("KLAXON_TEST_SMTP_DIR")) {
-        let (host, port) = addr.rsplit_once(':').expect("KLAXON_TEST_SMTP is host:port");
+        let (host, port) = addr
+            .rsplit_once(':')
+            .expect("KLAXON_TEST_SMTP is host:port");
         return Some(SmtpSink {
             host: host.into(),
             port: port.parse().expect("a port"),
@@ -156,11 +158,7 @@ impl SmtpSink {
             .unwrap_or_default();
         files.retain(|p| {
             p.extension().is_some_and(|e| e == "json")
-                && !p
-                    .file_name()
-                    .unwrap()
-                    .to_string_lossy()
-                    .starts_with('.')
+                && !p.file_name().unwrap().to_string_lossy().starts_with('.')
         });
         files.sort();
         let mut out = Vec::new();

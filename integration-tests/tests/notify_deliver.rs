@@ -33,12 +33,21 @@ fn setup(server: &MockServer, extra: &str) -> Setup {
     let timer = ManualTimer::new();
     let metrics = Metrics::default();
     let mut d = Deliverer::with_notifiers(
-        vec![(r.name.clone(), r.delivery.clone(), Arc::from(build(&r).unwrap()))],
+        vec![(
+            r.name.clone(),
+            r.delivery.clone(),
+            Arc::from(build(&r).unwrap()),
+        )],
         metrics.clone(),
         Arc::new(timer.clone()),
     );
     let out = d.outcomes().unwrap();
-    Setup { d, out, timer, metrics }
+    Setup {
+        d,
+        out,
+        timer,
+        metrics,
+    }
 }
 
 fn note(i: usize, kind: Kind) -> Notification {
@@ -46,10 +55,14 @@ fn note(i: usize, kind: Kind) -> Notification {
     n.receiver = "hook".into();
     n.id = format!("n{i}");
     n.incident = format!("inc-{i}");
-    n.alerts.firing.iter_mut().chain(n.alerts.resolved.iter_mut()).for_each(|a| {
-        a.fingerprint = format!("fp-{i}");
-        a.summary = format!("alert {i}");
-    });
+    n.alerts
+        .firing
+        .iter_mut()
+        .chain(n.alerts.resolved.iter_mut())
+        .for_each(|a| {
+            a.fingerprint = format!("fp-{i}");
+            a.summary = format!("alert {i}");
+        });
     n
 }
 
@@ -102,17 +115,30 @@ async fn retry_after_is_honoured_and_5xx_backs_off() {
     // 30 s for the 429; then backoff for attempts 2 and 3: 2–4 s and 4–8 s
     // (initial 2 s doubling, jitter between half and all of the step).
     assert!(sleeps.contains(&Duration::from_secs(30)), "{sleeps:?}");
-    let after: Vec<_> = sleeps.iter().filter(|d| **d < Duration::from_secs(30)).collect();
+    let after: Vec<_> = sleeps
+        .iter()
+        .filter(|d| **d < Duration::from_secs(30))
+        .collect();
     assert_eq!(after.len(), 2, "{sleeps:?}");
-    assert!((Duration::from_secs(2)..=Duration::from_secs(4)).contains(after[0]), "{sleeps:?}");
-    assert!((Duration::from_secs(4)..=Duration::from_secs(8)).contains(after[1]), "{sleeps:?}");
+    assert!(
+        (Duration::from_secs(2)..=Duration::from_secs(4)).contains(after[0]),
+        "{sleeps:?}"
+    );
+    assert!(
+        (Duration::from_secs(4)..=Duration::from_secs(8)).contains(after[1]),
+        "{sleeps:?}"
+    );
     assert!(s.timer.now_elapsed() >= Duration::from_secs(36));
-    let label = ReceiverLabel { receiver: "hook".into() };
+    let label = ReceiverLabel {
+        receiver: "hook".into(),
+    };
     assert_eq!(s.metrics.notify_retries.get_or_create(&label).get(), 3);
     assert_eq!(s.metrics.notify_sent.get_or_create(&label).get(), 1);
     // Every attempt carried the same idempotency key.
     let reqs = server.received_requests().await.unwrap();
-    assert!(reqs.iter().all(|r| r.headers.get("idempotency-key").unwrap() == "n1"));
+    assert!(reqs
+        .iter()
+        .all(|r| r.headers.get("idempotency-key").unwrap() == "n1"));
 }
 
 #[tokio::test]
@@ -128,12 +154,18 @@ async fn permanent_errors_are_reported_not_retried() {
     let o = next(&mut s.out).await;
     match &o.result {
         Err(Failure::Permanent { reason }) => {
-            assert!(reason.contains("HTTP 400") && reason.contains("unknown target"), "{reason}")
+            assert!(
+                reason.contains("HTTP 400") && reason.contains("unknown target"),
+                "{reason}"
+            )
         }
         other => panic!("{other:?}"),
     }
     assert_eq!(o.attempts, 1);
-    let l = NotifyFailureLabels { receiver: "hook".into(), kind: "permanent".into() };
+    let l = NotifyFailureLabels {
+        receiver: "hook".into(),
+        kind: "permanent".into(),
+    };
     assert_eq!(s.metrics.notify_failures.get_or_create(&l).get(), 1);
     assert!(s.timer.sleeps().is_empty(), "no retry was scheduled");
 }
@@ -161,10 +193,19 @@ async fn a_rate_limited_target_gets_one_digest_not_a_flood() {
     assert_eq!(b.len(), 2, "one alone, then one digest");
     assert_eq!(b[1]["digest"], 4);
     assert_eq!(b[1]["alerts"]["firing"].as_array().unwrap().len(), 4);
-    assert_eq!(b[1]["title"], "[ALARM] 4 alerts for platform (digest of 4 notifications)");
+    assert_eq!(
+        b[1]["title"],
+        "[ALARM] 4 alerts for platform (digest of 4 notifications)"
+    );
     // The digest waited for the limit (a minute), in virtual time.
-    assert!(s.timer.sleeps().iter().sum::<Duration>() >= Duration::from_secs(59), "{:?}", s.timer.sleeps());
-    let label = ReceiverLabel { receiver: "hook".into() };
+    assert!(
+        s.timer.sleeps().iter().sum::<Duration>() >= Duration::from_secs(59),
+        "{:?}",
+        s.timer.sleeps()
+    );
+    let label = ReceiverLabel {
+        receiver: "hook".into(),
+    };
     assert_eq!(s.metrics.notify_digests.get_or_create(&label).get(), 1);
     assert_eq!(s.metrics.notify_sent.get_or_create(&label).get(), 5);
 }
@@ -198,16 +239,28 @@ async fn a_receiver_that_stays_down_keeps_a_bounded_backlog_and_delivers_it_late
         .map(|o| o.id.as_str())
         .collect();
     assert_eq!(shed, ["n1", "n2", "n3"], "the oldest are shed");
-    let sent: Vec<&str> = outs.iter().filter(|o| o.result.is_ok()).map(|o| o.id.as_str()).collect();
+    let sent: Vec<&str> = outs
+        .iter()
+        .filter(|o| o.result.is_ok())
+        .map(|o| o.id.as_str())
+        .collect();
     assert_eq!(sent, ["n4", "n5", "n6"], "in order, once it came back");
     let first = outs.iter().find(|o| o.id == "n4").unwrap();
     assert_eq!(first.attempts, 7, "six 503s, then accepted");
-    let label = ReceiverLabel { receiver: "hook".into() };
+    let label = ReceiverLabel {
+        receiver: "hook".into(),
+    };
     assert_eq!(s.metrics.notify_shed.get_or_create(&label).get(), 3);
     // Backoff grew and was capped at retry.max (60 s).
     let sleeps = s.timer.sleeps();
-    assert!(sleeps.iter().all(|d| *d <= Duration::from_secs(60)), "{sleeps:?}");
-    assert!(sleeps.iter().any(|d| *d >= Duration::from_secs(30)), "{sleeps:?}");
+    assert!(
+        sleeps.iter().all(|d| *d <= Duration::from_secs(60)),
+        "{sleeps:?}"
+    );
+    assert!(
+        sleeps.iter().any(|d| *d >= Duration::from_secs(30)),
+        "{sleeps:?}"
+    );
 }
 
 #[tokio::test]

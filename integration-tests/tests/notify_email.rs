@@ -57,8 +57,14 @@ async fn sends_multipart_mail_that_threads_its_follow_ups() {
         assert!(text.contains(want), "{want:?} not in:\n{text}");
     }
     let html = m.part("text/html").expect("an HTML part");
-    assert!(html.contains("<h2>[ALARM] CloudMart-EC2-HighCPU i-0abc (platform)</h2>"), "{html}");
-    assert!(html.contains("<a href=\"https://runbooks.example/ec2-high-cpu\">Runbook</a>"), "{html}");
+    assert!(
+        html.contains("<h2>[ALARM] CloudMart-EC2-HighCPU i-0abc (platform)</h2>"),
+        "{html}"
+    );
+    assert!(
+        html.contains("<a href=\"https://runbooks.example/ec2-high-cpu\">Runbook</a>"),
+        "{html}"
+    );
     let message_id = m.header("Message-ID").unwrap().to_string();
     assert_eq!(receipt.thread.as_deref(), Some(message_id.as_str()));
 
@@ -75,7 +81,10 @@ async fn sends_multipart_mail_that_threads_its_follow_ups() {
     assert_eq!(m.subject, "[OK] CloudMart-EC2-HighCPU i-0abc (platform)");
     assert_eq!(m.header("In-Reply-To"), Some(message_id.as_str()));
     assert_eq!(m.header("References"), Some(message_id.as_str()));
-    assert!(m.part("text/plain").unwrap().contains("Resolved:\n- CPU 97.5% on i-0abc"));
+    assert!(m
+        .part("text/plain")
+        .unwrap()
+        .contains("Resolved:\n- CPU 97.5% on i-0abc"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -103,15 +112,26 @@ async fn refusals_are_permanent() {
     // 550 at RCPT.
     let r = mail_receiver(&sink, &unique("reject"));
     let n = notification(Kind::Firing);
-    let e = build(&r).unwrap().send(&Message::new(&n)).await.unwrap_err();
+    let e = build(&r)
+        .unwrap()
+        .send(&Message::new(&n))
+        .await
+        .unwrap_err();
     assert_eq!(e.kind, NotifyErrorKind::Permanent, "{e}");
-    assert!(e.reason.contains("550") || e.reason.contains("mailbox unavailable"), "{e}");
+    assert!(
+        e.reason.contains("550") || e.reason.contains("mailbox unavailable"),
+        "{e}"
+    );
 
     // 554 at DATA.
     let to = unique("ops");
     let mut r = mail_receiver(&sink, &to);
     r.templates.default.title = Tpl::parse("[policy-reject] {{alertname}}").unwrap();
-    let e = build(&r).unwrap().send(&Message::new(&n)).await.unwrap_err();
+    let e = build(&r)
+        .unwrap()
+        .send(&Message::new(&n))
+        .await
+        .unwrap_err();
     assert_eq!(e.kind, NotifyErrorKind::Permanent, "{e}");
     assert!(e.reason.contains("refused by policy"), "{e}");
     assert!(sink.mails_to(&to).is_empty());
@@ -125,6 +145,10 @@ async fn a_server_that_is_down_is_transient() {
         &[],
     );
     let n = notification(Kind::Firing);
-    let e = build(&r).unwrap().send(&Message::new(&n)).await.unwrap_err();
+    let e = build(&r)
+        .unwrap()
+        .send(&Message::new(&n))
+        .await
+        .unwrap_err();
     assert_eq!(e.kind, NotifyErrorKind::Transient, "{e}");
 }

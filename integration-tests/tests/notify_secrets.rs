@@ -40,7 +40,10 @@ async fn secrets_stay_out_of_debug_logs_and_outcomes() {
         ("HMAC", SECRETS[2].to_string()),
         ("TW", SECRETS[3].to_string()),
         ("SMTP_PW", SECRETS[4].to_string()),
-        ("HOOK_URL", format!("http://127.0.0.1:{closed}/in?token={}", SECRETS[5])),
+        (
+            "HOOK_URL",
+            format!("http://127.0.0.1:{closed}/in?token={}", SECRETS[5]),
+        ),
     ];
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let yaml = format!(
@@ -56,7 +59,11 @@ mail: {{ type: email, smtp: {{ host: 127.0.0.1, port: {closed}, tls: none, usern
     let config = receivers(&yaml, &env);
     let mut list = Vec::new();
     for r in config.receivers.values() {
-        list.push((r.name.clone(), r.delivery.clone(), Arc::from(build(r).unwrap())));
+        list.push((
+            r.name.clone(),
+            r.delivery.clone(),
+            Arc::from(build(r).unwrap()),
+        ));
     }
     let timer = ManualTimer::new();
     let mut d = Deliverer::with_notifiers(list, Metrics::default(), Arc::new(timer));
@@ -83,9 +90,15 @@ mail: {{ type: email, smtp: {{ host: 127.0.0.1, port: {closed}, tls: none, usern
     }
     assert!(outcomes.iter().all(|o| o.result.is_err()), "{outcomes:?}");
     let log = logs.text();
-    assert!(log.contains("refused for good"), "the failures were logged:\n{log}");
+    assert!(
+        log.contains("refused for good"),
+        "the failures were logged:\n{log}"
+    );
     assert!(log.contains("will retry"), "retries were logged:\n{log}");
-    assert!(log.contains("Sending HTTP request"), "library logs are captured too:\n{log}");
+    assert!(
+        log.contains("Sending HTTP request"),
+        "library logs are captured too:\n{log}"
+    );
 
     let debug = format!("{config:?} {d:?} {outcomes:?}");
     for s in SECRETS {

@@ -59,10 +59,16 @@ async fn posts_block_kit_with_an_ack_button_and_returns_the_ts() {
     let req = &server.received_requests().await.unwrap()[0];
     let b = body(req);
     assert_eq!(b["channel"], "#alerts");
-    assert!(b.get("thread_ts").is_none(), "a first message is not in a thread");
+    assert!(
+        b.get("thread_ts").is_none(),
+        "a first message is not in a thread"
+    );
     assert_eq!(b["text"], "[ALARM] CloudMart-EC2-HighCPU i-0abc (platform)");
     let header = blocks_of_type(&b, "header");
-    assert_eq!(header[0]["text"]["text"], "[ALARM] CloudMart-EC2-HighCPU i-0abc (platform)");
+    assert_eq!(
+        header[0]["text"]["text"],
+        "[ALARM] CloudMart-EC2-HighCPU i-0abc (platform)"
+    );
     let text = serde_json::to_string(&b["blocks"]).unwrap();
     for want in [
         "CPU 97.5% on i-0abc",
@@ -87,7 +93,9 @@ async fn follow_ups_go_in_the_thread_and_resolved_has_no_ack() {
     let server = MockServer::start().await;
     Mock::given(method("POST"))
         .and(path("/api/chat.postMessage"))
-        .and(body_partial_json(json!({ "thread_ts": "1700000000.000100" })))
+        .and(body_partial_json(
+            json!({ "thread_ts": "1700000000.000100" }),
+        ))
         .respond_with(ok("1700000099.000200"))
         .expect(1)
         .mount(&server)
@@ -107,7 +115,10 @@ async fn follow_ups_go_in_the_thread_and_resolved_has_no_ack() {
     );
     let b = body(&server.received_requests().await.unwrap()[0]);
     assert_eq!(b["text"], "[OK] CloudMart-EC2-HighCPU i-0abc (platform)");
-    assert!(blocks_of_type(&b, "actions").is_empty(), "nothing to ack once resolved");
+    assert!(
+        blocks_of_type(&b, "actions").is_empty(),
+        "nothing to ack once resolved"
+    );
 }
 
 #[tokio::test]
@@ -116,7 +127,8 @@ async fn ok_false_is_a_failure_even_with_http_200() {
     Mock::given(method("POST"))
         .and(path("/api/chat.postMessage"))
         .respond_with(
-            ResponseTemplate::new(200).set_body_json(json!({ "ok": false, "error": "channel_not_found" })),
+            ResponseTemplate::new(200)
+                .set_body_json(json!({ "ok": false, "error": "channel_not_found" })),
         )
         .mount(&server)
         .await;
@@ -130,7 +142,8 @@ async fn ok_false_is_a_failure_even_with_http_200() {
     server.reset().await;
     Mock::given(method("POST"))
         .respond_with(
-            ResponseTemplate::new(200).set_body_json(json!({ "ok": false, "error": "invalid_auth" })),
+            ResponseTemplate::new(200)
+                .set_body_json(json!({ "ok": false, "error": "invalid_auth" })),
         )
         .mount(&server)
         .await;
@@ -141,7 +154,8 @@ async fn ok_false_is_a_failure_even_with_http_200() {
     server.reset().await;
     Mock::given(method("POST"))
         .respond_with(
-            ResponseTemplate::new(200).set_body_json(json!({ "ok": false, "error": "internal_error" })),
+            ResponseTemplate::new(200)
+                .set_body_json(json!({ "ok": false, "error": "internal_error" })),
         )
         .mount(&server)
         .await;
@@ -200,7 +214,9 @@ async fn deliverer_retries_then_threads_the_follow_up() {
         .mount(&server)
         .await;
     Mock::given(method("POST"))
-        .and(body_partial_json(json!({ "thread_ts": "1700000000.000100" })))
+        .and(body_partial_json(
+            json!({ "thread_ts": "1700000000.000100" }),
+        ))
         .respond_with(ok("1700000050.000300"))
         .with_priority(3)
         .mount(&server)
@@ -214,7 +230,11 @@ async fn deliverer_retries_then_threads_the_follow_up() {
     let r = receiver(&slack_yaml(&server), &[("SLACK_TOKEN", "xoxb-test")]);
     let timer = ManualTimer::new();
     let mut d = Deliverer::with_notifiers(
-        vec![(r.name.clone(), r.delivery.clone(), Arc::from(build(&r).unwrap()))],
+        vec![(
+            r.name.clone(),
+            r.delivery.clone(),
+            Arc::from(build(&r).unwrap()),
+        )],
         Metrics::default(),
         Arc::new(timer.clone()),
     );
@@ -223,14 +243,29 @@ async fn deliverer_retries_then_threads_the_follow_up() {
     d.submit(notification(Kind::Resolved), None);
 
     let started = std::time::Instant::now();
-    let first = tokio::time::timeout(Duration::from_secs(10), out.recv()).await.unwrap().unwrap();
-    let second = tokio::time::timeout(Duration::from_secs(10), out.recv()).await.unwrap().unwrap();
-    assert!(started.elapsed() < Duration::from_secs(5), "no real waiting");
+    let first = tokio::time::timeout(Duration::from_secs(10), out.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    let second = tokio::time::timeout(Duration::from_secs(10), out.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "no real waiting"
+    );
     assert_eq!(first.id, "n-firing");
     assert_eq!(first.attempts, 3, "429, 502, then accepted");
-    assert_eq!(first.result.as_ref().unwrap().thread.as_deref(), Some("1700000000.000100"));
+    assert_eq!(
+        first.result.as_ref().unwrap().thread.as_deref(),
+        Some("1700000000.000100")
+    );
     assert_eq!(second.id, "n-resolved");
-    assert_eq!(second.result.as_ref().unwrap().thread.as_deref(), Some("1700000000.000100"));
+    assert_eq!(
+        second.result.as_ref().unwrap().thread.as_deref(),
+        Some("1700000000.000100")
+    );
 
     let sleeps = timer.sleeps();
     assert!(
@@ -257,16 +292,35 @@ async fn incoming_webhooks() {
         .mount(&server)
         .await;
     let yaml = "hook: { type: slack_webhook, url: { env: HOOK } }\n";
-    let good = receiver(yaml, &[("HOOK", &format!("{}/services/T000/B000/sekrit", server.uri()))]);
+    let good = receiver(
+        yaml,
+        &[(
+            "HOOK",
+            &format!("{}/services/T000/B000/sekrit", server.uri()),
+        )],
+    );
     let n = notification(Kind::Firing);
     let receipt = build(&good).unwrap().send(&Message::new(&n)).await.unwrap();
     assert_eq!(receipt.thread, None, "webhooks return no ts");
     let b = body(&server.received_requests().await.unwrap()[0]);
     assert_eq!(b["text"], "[ALARM] CloudMart-EC2-HighCPU i-0abc (platform)");
-    assert_eq!(blocks_of_type(&b, "actions")[0]["elements"][0]["action_id"], "klaxon_ack");
+    assert_eq!(
+        blocks_of_type(&b, "actions")[0]["elements"][0]["action_id"],
+        "klaxon_ack"
+    );
 
-    let bad = receiver(yaml, &[("HOOK", &format!("{}/services/T000/B000/revoked", server.uri()))]);
-    let e = build(&bad).unwrap().send(&Message::new(&n)).await.unwrap_err();
+    let bad = receiver(
+        yaml,
+        &[(
+            "HOOK",
+            &format!("{}/services/T000/B000/revoked", server.uri()),
+        )],
+    );
+    let e = build(&bad)
+        .unwrap()
+        .send(&Message::new(&n))
+        .await
+        .unwrap_err();
     assert_eq!(e.kind, NotifyErrorKind::Permanent);
     assert!(e.reason.contains("no_service"), "{e}");
     assert!(!e.reason.contains("revoked"), "the URL is a secret: {e}");

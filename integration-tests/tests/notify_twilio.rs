@@ -36,7 +36,9 @@ async fn sends_a_form_with_basic_auth_in_one_segment() {
         .and(path(MESSAGES))
         .and(header("authorization", auth))
         .and(header("content-type", "application/x-www-form-urlencoded"))
-        .respond_with(ResponseTemplate::new(201).set_body_json(json!({ "sid": "SM1", "status": "queued" })))
+        .respond_with(
+            ResponseTemplate::new(201).set_body_json(json!({ "sid": "SM1", "status": "queued" })),
+        )
         .expect(2)
         .mount(&server)
         .await;
@@ -60,12 +62,19 @@ async fn sends_a_form_with_basic_auth_in_one_segment() {
     tw.send(&Message::new(&long)).await.unwrap();
     let reqs = server.received_requests().await.unwrap();
     let f = form(&reqs[1]);
-    assert_eq!(get(&f, "To"), Some("+447700900123"), "the team's target wins");
+    assert_eq!(
+        get(&f, "To"),
+        Some("+447700900123"),
+        "the team's target wins"
+    );
     let body = get(&f, "Body").unwrap();
     let (enc, n) = units(body);
     assert_eq!(enc, Encoding::Ucs2);
     assert!(n <= 70, "{n} units: {body}");
-    assert!(body.starts_with("[ALARM] CloudMart-EC2-HighCPU i-0abc: Łódź DC"), "{body}");
+    assert!(
+        body.starts_with("[ALARM] CloudMart-EC2-HighCPU i-0abc: Łódź DC"),
+        "{body}"
+    );
     assert!(body.ends_with('…'));
 }
 
@@ -76,11 +85,17 @@ async fn messaging_service_sid() {
         .respond_with(ResponseTemplate::new(201).set_body_json(json!({ "sid": "SM1" })))
         .mount(&server)
         .await;
-    let r = receiver(&yaml(&server, "MG0123456789abcdef0123456789abcdef"), &[("TW", "t")]);
+    let r = receiver(
+        &yaml(&server, "MG0123456789abcdef0123456789abcdef"),
+        &[("TW", "t")],
+    );
     let n = notification(Kind::Resolved);
     build(&r).unwrap().send(&Message::new(&n)).await.unwrap();
     let f = form(&server.received_requests().await.unwrap()[0]);
-    assert_eq!(get(&f, "MessagingServiceSid"), Some("MG0123456789abcdef0123456789abcdef"));
+    assert_eq!(
+        get(&f, "MessagingServiceSid"),
+        Some("MG0123456789abcdef0123456789abcdef")
+    );
     assert_eq!(get(&f, "From"), None);
     assert!(get(&f, "Body").unwrap().starts_with("[OK] "));
 }
@@ -120,7 +135,10 @@ async fn errors_classify_by_twilio_code_and_status() {
     ];
     for (resp, kind, needle) in cases {
         server.reset().await;
-        Mock::given(method("POST")).respond_with(resp).mount(&server).await;
+        Mock::given(method("POST"))
+            .respond_with(resp)
+            .mount(&server)
+            .await;
         let e = tw.send(&Message::new(&n)).await.unwrap_err();
         assert_eq!(e.kind, kind, "{e}");
         assert!(e.reason.contains(needle), "{e}");

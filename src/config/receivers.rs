@@ -216,9 +216,7 @@ pub fn is_e164(s: &str) -> bool {
     let Some(d) = s.strip_prefix('+') else {
         return false;
     };
-    (2..=15).contains(&d.len())
-        && d.bytes().all(|b| b.is_ascii_digit())
-        && !d.starts_with('0')
+    (2..=15).contains(&d.len()) && d.bytes().all(|b| b.is_ascii_digit()) && !d.starts_with('0')
 }
 
 /// A mailbox lettre accepts (`a@b.c` or `Name <a@b.c>`).
@@ -270,10 +268,13 @@ impl ReceiversConfig {
                     "receiver `{receiver}` has no `default_to`, so the team must give a `target`"
                 ))
             }
-            (Channel::Slack(SlackConfig {
-                default_channel: None,
-                ..
-            }), None) => Err(format!(
+            (
+                Channel::Slack(SlackConfig {
+                    default_channel: None,
+                    ..
+                }),
+                None,
+            ) => Err(format!(
                 "receiver `{receiver}` has no `default_channel`, so the team must give a `target`"
             )),
             _ => Ok(()),
@@ -288,9 +289,13 @@ pub fn parse_receivers(
     node: &Node,
     env: &dyn Env,
 ) -> Result<ReceiversConfig, ConfigError> {
-    let map = node
-        .as_map()
-        .ok_or_else(|| schema(file, node.pos, "`receivers` must be a mapping of names to receivers"))?;
+    let map = node.as_map().ok_or_else(|| {
+        schema(
+            file,
+            node.pos,
+            "`receivers` must be a mapping of names to receivers",
+        )
+    })?;
     let mut out = ReceiversConfig::default();
     for (k, v) in map {
         let name = k
@@ -298,7 +303,11 @@ pub fn parse_receivers(
             .filter(|s| !s.trim().is_empty())
             .ok_or_else(|| schema(file, k.pos, "receiver names must be strings"))?;
         if out.receivers.contains_key(name) {
-            return Err(invalid(file, k.pos, format!("receiver `{name}` is defined twice")));
+            return Err(invalid(
+                file,
+                k.pos,
+                format!("receiver `{name}` is defined twice"),
+            ));
         }
         let r = receiver(file, name, v, env)?;
         out.receivers.insert(name.to_string(), r);
@@ -306,7 +315,12 @@ pub fn parse_receivers(
     Ok(out)
 }
 
-fn receiver(file: &Path, name: &str, v: &Node, env: &dyn Env) -> Result<ReceiverConfig, ConfigError> {
+fn receiver(
+    file: &Path,
+    name: &str,
+    v: &Node,
+    env: &dyn Env,
+) -> Result<ReceiverConfig, ConfigError> {
     let what = format!("receiver `{name}`");
     let Some(ty_node) = v.get("type") else {
         return Err(schema(
@@ -345,21 +359,28 @@ fn receiver(file: &Path, name: &str, v: &Node, env: &dyn Env) -> Result<Receiver
         Ok(f.str(key, &what)?.map(|(s, _)| s.to_string()))
     };
     let req = |key: &str| -> Result<(String, Pos), ConfigError> {
-        f.required_str(key, &what).map(|(s, n)| (s.to_string(), n.pos))
+        f.required_str(key, &what)
+            .map(|(s, n)| (s.to_string(), n.pos))
     };
     let secret_req = |key: &str| -> Result<Secret, ConfigError> {
         let n = f.required(key, &what)?;
         secret(file, &what, key, n, env)
     };
     let secret_opt = |key: &str| -> Result<Option<Secret>, ConfigError> {
-        f.get(key).map(|n| secret(file, &what, key, n, env)).transpose()
+        f.get(key)
+            .map(|n| secret(file, &what, key, n, env))
+            .transpose()
     };
     let url = |key: &str, default: &str| -> Result<String, ConfigError> {
         match f.str(key, &what)? {
             None => Ok(default.to_string()),
             Some((u, n)) => {
                 if !(u.starts_with("https://") || u.starts_with("http://")) {
-                    return Err(schema(file, n.pos, format!("`{key}` must be an http(s) URL")));
+                    return Err(schema(
+                        file,
+                        n.pos,
+                        format!("`{key}` must be an http(s) URL"),
+                    ));
                 }
                 Ok(u.trim_end_matches('/').to_string())
             }
@@ -392,7 +413,12 @@ fn receiver(file: &Path, name: &str, v: &Node, env: &dyn Env) -> Result<Receiver
         "email" => {
             let smtp = f.required("smtp", &what)?;
             let sw = format!("`smtp` of {what}");
-            let g = Fields::new(file, smtp, &sw, &["host", "port", "tls", "username", "password"])?;
+            let g = Fields::new(
+                file,
+                smtp,
+                &sw,
+                &["host", "port", "tls", "username", "password"],
+            )?;
             let host = g.required_str("host", &sw)?.0.to_string();
             let tls = match g.str("tls", &sw)? {
                 None => SmtpTls::Starttls,
@@ -412,11 +438,13 @@ fn receiver(file: &Path, name: &str, v: &Node, env: &dyn Env) -> Result<Receiver
                     SmtpTls::Tls => 465,
                     _ => 587,
                 },
-                Some((p, n)) => p
-                    .parse::<u16>()
-                    .ok()
-                    .filter(|p| *p > 0)
-                    .ok_or_else(|| schema(file, n.pos, format!("`port` must be a port number, not {p:?}")))?,
+                Some((p, n)) => p.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(|| {
+                    schema(
+                        file,
+                        n.pos,
+                        format!("`port` must be a port number, not {p:?}"),
+                    )
+                })?,
             };
             let username = g.str("username", &sw)?.map(|(s, _)| s.to_string());
             let password = g
@@ -435,7 +463,9 @@ fn receiver(file: &Path, name: &str, v: &Node, env: &dyn Env) -> Result<Receiver
                 return Err(invalid(
                     file,
                     from_pos,
-                    format!("`from` is not a mailbox like \"klaxon <klaxon@example.com>\": {from:?}"),
+                    format!(
+                        "`from` is not a mailbox like \"klaxon <klaxon@example.com>\": {from:?}"
+                    ),
                 ));
             }
             let mut default_to = Vec::new();
@@ -530,11 +560,10 @@ fn receiver(file: &Path, name: &str, v: &Node, env: &dyn Env) -> Result<Receiver
         ("max_digest", &mut delivery.max_digest),
     ] {
         if let Some((t, n)) = f.str(key, &what)? {
-            *slot = t
-                .parse::<usize>()
-                .ok()
-                .filter(|v| *v > 0)
-                .ok_or_else(|| schema(file, n.pos, format!("`{key}` must be a positive number")))?;
+            *slot =
+                t.parse::<usize>().ok().filter(|v| *v > 0).ok_or_else(|| {
+                    schema(file, n.pos, format!("`{key}` must be a positive number"))
+                })?;
         }
     }
     if let Some(n) = f.get("retry") {
@@ -544,11 +573,16 @@ fn receiver(file: &Path, name: &str, v: &Node, env: &dyn Env) -> Result<Receiver
             ("max", &mut delivery.retry_max),
         ] {
             if let Some((t, n)) = g.str(key, "`retry`")? {
-                *slot = parse_duration(t).map_err(|e| schema(file, n.pos, format!("`{key}`: {e}")))?;
+                *slot =
+                    parse_duration(t).map_err(|e| schema(file, n.pos, format!("`{key}`: {e}")))?;
             }
         }
         if delivery.retry_max < delivery.retry_initial {
-            return Err(invalid(file, n.pos, "`retry.max` is shorter than `retry.initial`"));
+            return Err(invalid(
+                file,
+                n.pos,
+                "`retry.max` is shorter than `retry.initial`",
+            ));
         }
     }
     if let Some((t, n)) = f.str("timeout", &what)? {
@@ -563,7 +597,11 @@ fn receiver(file: &Path, name: &str, v: &Node, env: &dyn Env) -> Result<Receiver
         Some((dir, _)) => {
             let base = file.parent().unwrap_or(Path::new("."));
             let dir = PathBuf::from(dir);
-            load_templates(&if dir.is_relative() { base.join(dir) } else { dir })?
+            load_templates(&if dir.is_relative() {
+                base.join(dir)
+            } else {
+                dir
+            })?
         }
     };
 
@@ -595,12 +633,25 @@ fn list(f: &Fields, key: &str, what: &str) -> Result<Vec<(String, Pos)>, ConfigE
 
 fn rate(file: &Path, n: &Node, key: &str) -> Result<Rate, ConfigError> {
     let what = format!("`{key}`");
-    let f = Fields::new(file, n, &what, &["per_second", "per_minute", "per_hour", "burst"])?;
+    let f = Fields::new(
+        file,
+        n,
+        &what,
+        &["per_second", "per_minute", "per_hour", "burst"],
+    )?;
     let mut found = None;
-    for (k, unit) in [("per_second", 1.0), ("per_minute", 60.0), ("per_hour", 3600.0)] {
+    for (k, unit) in [
+        ("per_second", 1.0),
+        ("per_minute", 60.0),
+        ("per_hour", 3600.0),
+    ] {
         if let Some((t, v)) = f.str(k, &what)? {
             if found.is_some() {
-                return Err(invalid(file, v.pos, format!("{what} takes one of per_second, per_minute, per_hour")));
+                return Err(invalid(
+                    file,
+                    v.pos,
+                    format!("{what} takes one of per_second, per_minute, per_hour"),
+                ));
             }
             let count: f64 = t
                 .parse()
@@ -611,7 +662,11 @@ fn rate(file: &Path, n: &Node, key: &str) -> Result<Rate, ConfigError> {
         }
     }
     let period = found.ok_or_else(|| {
-        schema(file, n.pos, format!("{what} needs per_second, per_minute or per_hour"))
+        schema(
+            file,
+            n.pos,
+            format!("{what} needs per_second, per_minute or per_hour"),
+        )
     })?;
     let burst = match f.str("burst", &what)? {
         None => 1,
@@ -625,7 +680,13 @@ fn rate(file: &Path, n: &Node, key: &str) -> Result<Rate, ConfigError> {
 }
 
 /// `{ env: NAME }` or `{ file: PATH }`; a literal is refused.
-fn secret(file: &Path, what: &str, key: &str, v: &Node, env: &dyn Env) -> Result<Secret, ConfigError> {
+fn secret(
+    file: &Path,
+    what: &str,
+    key: &str,
+    v: &Node,
+    env: &dyn Env,
+) -> Result<Secret, ConfigError> {
     if let Value::Map(_) = v.value {
         let f = Fields::new(file, v, &format!("`{key}` of {what}"), &["env", "file"])?;
         if let Some((var, n)) = f.str("env", key)? {
@@ -662,7 +723,12 @@ fn secret(file: &Path, what: &str, key: &str, v: &Node, env: &dyn Env) -> Result
 /// `digest_title`, `line`, `sms`) to text.
 pub fn load_templates(dir: &Path) -> Result<Templates, ConfigError> {
     let io = |e: std::io::Error| {
-        ConfigError::new(ErrorKind::Io, dir, Pos::default(), format!("template folder: {e}"))
+        ConfigError::new(
+            ErrorKind::Io,
+            dir,
+            Pos::default(),
+            format!("template folder: {e}"),
+        )
     };
     let mut out = Templates::default();
     let default = dir.join("default.yaml");
@@ -736,20 +802,35 @@ wh: { type: webhook, url: "https://example.com/x", hmac_secret: { env: U }, targ
         assert_eq!(s.api_url, "http://127.0.0.1:1/api");
         assert_eq!(s.token.expose(), "tok");
         let d = &c.receivers["slack"].delivery;
-        assert_eq!(d.rate_limit.unwrap().period, std::time::Duration::from_millis(500));
-        assert_eq!(d.target_rate_limit.unwrap().burst, 5, "Slack's default per channel");
+        assert_eq!(
+            d.rate_limit.unwrap().period,
+            std::time::Duration::from_millis(500)
+        );
+        assert_eq!(
+            d.target_rate_limit.unwrap().burst,
+            5,
+            "Slack's default per channel"
+        );
         let Channel::Sns(s) = &c.receivers["sns"].channel else {
             panic!()
         };
         assert_eq!(s.endpoint, "https://sns.eu-west-1.amazonaws.com");
         let d = &c.receivers["wh"].delivery;
         assert_eq!((d.retry_initial, d.retry_max, d.max_queue), (10, 1000, 5));
-        assert_eq!(d.target_rate_limit.unwrap().period, std::time::Duration::from_secs(2));
+        assert_eq!(
+            d.target_rate_limit.unwrap().period,
+            std::time::Duration::from_secs(2)
+        );
         assert!(c.check_target("sms", Some("+442071838750")).is_ok());
         assert!(c.check_target("sms", Some("07700 900123")).is_err());
-        assert!(c.check_target("mail", Some("a@b.example, c@d.example")).is_ok());
+        assert!(c
+            .check_target("mail", Some("a@b.example, c@d.example"))
+            .is_ok());
         assert!(c.check_target("mail", Some("not an address")).is_err());
-        assert!(c.check_target("slak", None).unwrap_err().contains("did you mean `slack`"));
+        assert!(c
+            .check_target("slak", None)
+            .unwrap_err()
+            .contains("did you mean `slack`"));
     }
 
     #[test]
@@ -803,17 +884,28 @@ wh: { type: webhook, url: "https://example.com/x", hmac_secret: { env: U }, targ
     fn template_overrides_per_team() {
         let dir = std::env::temp_dir().join(format!("klaxon-tpl-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("default.yaml"), "line: \"{{summary}} [{{severity}}]\"\n").unwrap();
+        std::fs::write(
+            dir.join("default.yaml"),
+            "line: \"{{summary}} [{{severity}}]\"\n",
+        )
+        .unwrap();
         std::fs::write(dir.join("payments.yaml"), "title: \"PAY {{alertname}}\"\n").unwrap();
         let t = load_templates(&dir).unwrap();
-        assert_eq!(t.default.line, Tpl::parse("{{summary}} [{{severity}}]").unwrap());
+        assert_eq!(
+            t.default.line,
+            Tpl::parse("{{summary}} [{{severity}}]").unwrap()
+        );
         let p = t.for_team("payments");
         assert_eq!(p.title, Tpl::parse("PAY {{alertname}}").unwrap());
         assert_eq!(p.line, t.default.line, "inherits default.yaml");
         assert_eq!(t.for_team("other"), &t.default);
         std::fs::write(dir.join("bad.yaml"), "sms: \"x {{oops\"\n").unwrap();
         let e = load_templates(&dir).unwrap_err();
-        assert!(e.to_string().ends_with("bad.yaml:1:9: `{{` without a closing `}}`"), "{e}");
+        assert!(
+            e.to_string()
+                .ends_with("bad.yaml:1:9: `{{` without a closing `}}`"),
+            "{e}"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -55,7 +55,7 @@ use tokio::task::JoinHandle;
 
 use super::time::{GovClock, RealTimer, Timer};
 use super::{build, BuildError, Message, Notifier, NotifyError, NotifyErrorKind, Receipt};
-use crate::alerts::{Alert, Kind, NotifiedAlerts, Notification, Status};
+use crate::alerts::{Alert, Kind, Notification, NotifiedAlerts, Status};
 use crate::config::receivers::{Delivery, Rate, ReceiversConfig};
 use crate::metrics::{Metrics, NotifyFailureLabels, ReceiverLabel};
 use crate::model::{Fnv, Ordered};
@@ -137,7 +137,13 @@ impl Shared {
         }
     }
 
-    fn emit(&self, n: &Notification, result: Result<Receipt, Failure>, attempts: u32, digest: usize) {
+    fn emit(
+        &self,
+        n: &Notification,
+        result: Result<Receipt, Failure>,
+        attempts: u32,
+        digest: usize,
+    ) {
         let _ = self.outcomes.send(Outcome {
             id: n.id.clone(),
             receiver: self.name.clone(),
@@ -175,7 +181,11 @@ impl Deliverer {
         for r in receivers.receivers.values() {
             list.push((r.name.clone(), r.delivery.clone(), Arc::from(build(r)?)));
         }
-        Ok(Deliverer::with_notifiers(list, metrics, Arc::new(RealTimer::default())))
+        Ok(Deliverer::with_notifiers(
+            list,
+            metrics,
+            Arc::new(RealTimer::default()),
+        ))
     }
 
     /// A deliverer over given notifiers and a given timer (tests, and
@@ -276,7 +286,11 @@ impl Deliverer {
                 shared.name, shared.delivery.max_queue
             );
             tracing::warn!(receiver = %shared.name, id = %p.n.id, incident = %p.n.incident, "{reason}; shedding the oldest");
-            shared.metrics.notify_shed.get_or_create(&shared.label()).inc();
+            shared
+                .metrics
+                .notify_shed
+                .get_or_create(&shared.label())
+                .inc();
             shared.emit(&p.n, Err(Failure::Shed { reason }), 0, 1);
         }
         shared.wake.notify_one();
@@ -523,7 +537,11 @@ impl Worker {
                 thread = self.threads.get(&merged.incident).cloned();
             }
             if items.len() > 1 {
-                self.shared.metrics.notify_digests.get_or_create(&self.shared.label()).inc();
+                self.shared
+                    .metrics
+                    .notify_digests
+                    .get_or_create(&self.shared.label())
+                    .inc();
                 tracing::info!(receiver = %self.shared.name, target, count = items.len(), "rate limited: sending a digest");
             }
             st.inflight = Some(Batch {
@@ -552,7 +570,11 @@ impl Worker {
         let label = self.shared.label();
         match result {
             Ok(receipt) => {
-                let batch = self.targets.get_mut(target).and_then(|s| s.inflight.take()).expect("in flight");
+                let batch = self
+                    .targets
+                    .get_mut(target)
+                    .and_then(|s| s.inflight.take())
+                    .expect("in flight");
                 if let Some(t) = &receipt.thread {
                     self.remember(&batch.merged.incident, t);
                 }
@@ -563,7 +585,8 @@ impl Worker {
                     .get_or_create(&label)
                     .inc_by(digest as u64);
                 for p in &batch.items {
-                    self.shared.emit(&p.n, Ok(receipt.clone()), batch.attempts, digest);
+                    self.shared
+                        .emit(&p.n, Ok(receipt.clone()), batch.attempts, digest);
                 }
             }
             Err(e) => {
@@ -594,7 +617,11 @@ impl Worker {
                         }
                     }
                     NotifyErrorKind::RateLimited | NotifyErrorKind::Transient => {
-                        self.shared.metrics.notify_retries.get_or_create(&label).inc();
+                        self.shared
+                            .metrics
+                            .notify_retries
+                            .get_or_create(&label)
+                            .inc();
                         let wait = match (e.kind, e.retry_after) {
                             (NotifyErrorKind::RateLimited, Some(d)) => {
                                 self.paused_until = self.paused_until.max(now + d);
@@ -615,7 +642,11 @@ impl Worker {
         if incident.is_empty() {
             return;
         }
-        if self.threads.insert(incident.to_string(), thread.to_string()).is_none() {
+        if self
+            .threads
+            .insert(incident.to_string(), thread.to_string())
+            .is_none()
+        {
             self.thread_order.push_back(incident.to_string());
             if self.thread_order.len() > MAX_THREADS {
                 if let Some(old) = self.thread_order.pop_front() {
@@ -732,14 +763,26 @@ mod tests {
         let f = notification(Kind::Firing);
         let r = notification(Kind::Resolved);
         let items = vec![
-            Pending { n: f, thread: Some("t1".into()), seq: 1 },
-            Pending { n: r, thread: None, seq: 2 },
+            Pending {
+                n: f,
+                thread: Some("t1".into()),
+                seq: 1,
+            },
+            Pending {
+                n: r,
+                thread: None,
+                seq: 2,
+            },
         ];
         let (m, thread) = merge(&items);
         assert_eq!(m.kind, Kind::Resolved);
         assert!(m.alerts.firing.is_empty());
         assert_eq!(m.alerts.resolved.len(), 1);
-        assert_eq!(thread.as_deref(), Some("t1"), "one incident keeps its thread");
+        assert_eq!(
+            thread.as_deref(),
+            Some("t1"),
+            "one incident keeps its thread"
+        );
         assert_eq!(m.incident, "inc-42");
         assert!(m.id.starts_with("digest-"));
     }

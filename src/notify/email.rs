@@ -83,9 +83,14 @@ impl EmailNotifier {
             None => self.default_to.clone(),
         };
         if to.is_empty() {
-            return Err(NotifyError::permanent("email: no recipient (no target, no default_to)"));
+            return Err(NotifyError::permanent(
+                "email: no recipient (no target, no default_to)",
+            ));
         }
-        let r = self.templates.for_team(&n.team).render(n, &self.name, msg.digest);
+        let r = self
+            .templates
+            .for_team(&n.team)
+            .render(n, &self.name, msg.digest);
         let domain = self.from.email.domain().to_string();
         let message_id = format!("<klaxon.{}.{}@{}>", n.incident, n.id, domain);
         let mut b = lettre::Message::builder()
@@ -154,8 +159,12 @@ pub fn text_body(r: &Rendered<'_>, n: &crate::alerts::Notification, receiver: &s
             let a = ra.alert;
             s.push_str(&format!("- {}\n", ra.line));
             if !a.values.0.is_empty() {
-                let v: Vec<String> =
-                    a.values.0.iter().map(|(k, v)| format!("{k}: {}", format_number(*v))).collect();
+                let v: Vec<String> = a
+                    .values
+                    .0
+                    .iter()
+                    .map(|(k, v)| format!("{k}: {}", format_number(*v)))
+                    .collect();
                 s.push_str(&format!("  values: {}\n", v.join(", ")));
             }
             let l: Vec<String> = a.labels.0.iter().map(|(k, v)| format!("{k}={v}")).collect();

@@ -254,13 +254,12 @@ pub fn build(r: &ReceiverConfig) -> Result<Box<dyn Notifier>, BuildError> {
         ),
         #[cfg(feature = "sns")]
         Channel::Sns(c) => Box::new(
-            sns::SnsNotifier::new(&r.name, c.clone(), r.templates.clone(), timeout)
-                .map_err(err)?,
+            sns::SnsNotifier::new(&r.name, c.clone(), r.templates.clone(), timeout).map_err(err)?,
         ),
         #[cfg(not(feature = "sns"))]
         Channel::Sns(_) => {
             return Err(err(
-                "type `sns` needs klaxon built with `--features sns`".into(),
+                "type `sns` needs klaxon built with `--features sns`".into()
             ))
         }
         Channel::Webhook(c) => Box::new(

@@ -76,8 +76,8 @@ fn connector(api_url: &str) -> Result<HttpsConnector<HttpConnector>, String> {
 }
 
 fn client(api_url: &str) -> Result<Arc<SlackClient<Connector>>, String> {
-    let c = SlackClientHyperConnector::with_connector(connector(api_url)?)
-        .with_slack_api_url(api_url);
+    let c =
+        SlackClientHyperConnector::with_connector(connector(api_url)?).with_slack_api_url(api_url);
     Ok(Arc::new(SlackClient::new(c)))
 }
 
@@ -100,7 +100,10 @@ fn classify(e: SlackClientError) -> NotifyError {
             }
         }
         SlackClientError::RateLimitError(r) => NotifyError::rate_limited(
-            format!("slack: rate limited{}", r.code.map(|c| format!(" ({c})")).unwrap_or_default()),
+            format!(
+                "slack: rate limited{}",
+                r.code.map(|c| format!(" ({c})")).unwrap_or_default()
+            ),
             r.retry_after,
         ),
         SlackClientError::HttpError(h) => NotifyError::from_status(
@@ -120,21 +123,24 @@ pub fn blocks(r: &Rendered<'_>, incident: &str, firing: bool) -> (String, Vec<Sl
     let mut out: Vec<SlackBlock> = Vec::new();
     out.push(SlackHeaderBlock::new(clip(&r.title, 148).into()).into());
     const MAX_ALERTS: usize = 10;
-    let mut shown = 0;
-    for (ra, resolved) in r
+    for (shown, (ra, resolved)) in r
         .firing
         .iter()
         .map(|a| (a, false))
         .chain(r.resolved.iter().map(|a| (a, true)))
+        .enumerate()
     {
         if shown == MAX_ALERTS {
             let left = r.firing.len() + r.resolved.len() - shown;
             out.push(context(format!("…and {left} more alerts")));
             break;
         }
-        shown += 1;
         let a = ra.alert;
-        let icon = if resolved { ":white_check_mark:" } else { ":rotating_light:" };
+        let icon = if resolved {
+            ":white_check_mark:"
+        } else {
+            ":rotating_light:"
+        };
         let sev = a.labels.get("severity").map(String::as_str).unwrap_or("");
         let mut text = format!("{icon} *{}*", escape(&ra.line));
         if !sev.is_empty() && !resolved {
@@ -157,7 +163,11 @@ pub fn blocks(r: &Rendered<'_>, incident: &str, firing: bool) -> (String, Vec<Sl
         out.push(section.into());
         out.push(context(labels_line(a)));
         if let Some(rb) = &a.runbook {
-            out.push(SlackSectionBlock::new().with_text(md(format!("<{}|Runbook>", rb))).into());
+            out.push(
+                SlackSectionBlock::new()
+                    .with_text(md(format!("<{}|Runbook>", rb)))
+                    .into(),
+            );
         }
     }
     if firing {
@@ -176,14 +186,16 @@ fn md(s: String) -> SlackBlockText {
 }
 
 fn context(s: String) -> SlackBlock {
-    SlackContextBlock::new(vec![SlackContextBlockElement::MarkDown(SlackBlockMarkDownText::new(
-        clip(&s, 2900),
-    ))])
+    SlackContextBlock::new(vec![SlackContextBlockElement::MarkDown(
+        SlackBlockMarkDownText::new(clip(&s, 2900)),
+    )])
     .into()
 }
 
 fn escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 fn labels_line(a: &Alert) -> String {
@@ -251,13 +263,20 @@ impl SlackNotifier {
             .target
             .map(str::to_string)
             .or_else(|| self.default_channel.clone())
-            .ok_or_else(|| NotifyError::permanent("slack: no target channel and no default_channel"))?;
-        let r = self.templates.for_team(&n.team).render(n, &self.name, msg.digest);
+            .ok_or_else(|| {
+                NotifyError::permanent("slack: no target channel and no default_channel")
+            })?;
+        let r = self
+            .templates
+            .for_team(&n.team)
+            .render(n, &self.name, msg.digest);
         let firing = !n.alerts.firing.is_empty();
         let (text, blocks) = blocks(&r, &n.incident, firing);
         let mut req = SlackApiChatPostMessageRequest::new(
             SlackChannelId(channel),
-            SlackMessageContent::new().with_text(text).with_blocks(blocks),
+            SlackMessageContent::new()
+                .with_text(text)
+                .with_blocks(blocks),
         );
         if let Some(ts) = msg.thread {
             req = req.with_thread_ts(SlackTs(ts.to_string()));
@@ -311,10 +330,15 @@ impl SlackWebhookNotifier {
 
     async fn post(&self, msg: &Message<'_>) -> Result<Receipt, NotifyError> {
         let n = msg.notification;
-        let r = self.templates.for_team(&n.team).render(n, &self.name, msg.digest);
+        let r = self
+            .templates
+            .for_team(&n.team)
+            .render(n, &self.name, msg.digest);
         let (text, blocks) = blocks(&r, &n.incident, !n.alerts.firing.is_empty());
         let req = SlackApiPostWebhookMessageRequest::new(
-            SlackMessageContent::new().with_text(text).with_blocks(blocks),
+            SlackMessageContent::new()
+                .with_text(text)
+                .with_blocks(blocks),
         );
         self.client
             .post_webhook_message(&self.url, &req)

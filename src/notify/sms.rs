@@ -113,11 +113,19 @@ mod tests {
     #[test]
     fn counts_gsm_ucs2_and_extension_characters() {
         assert_eq!(units("CPU 97% on i-0abc"), (Encoding::Gsm7, 17));
-        assert_eq!(units("a{b}"), (Encoding::Gsm7, 6), "braces take two septets");
+        assert_eq!(
+            units("a{b}"),
+            (Encoding::Gsm7, 6),
+            "braces take two septets"
+        );
         assert_eq!(units("€5"), (Encoding::Gsm7, 3));
         assert_eq!(units("Zürich ok"), (Encoding::Gsm7, 9), "ü is GSM-7");
         assert_eq!(units("Łódź"), (Encoding::Ucs2, 4));
-        assert_eq!(units("fire 🔥"), (Encoding::Ucs2, 7), "an emoji is a surrogate pair");
+        assert_eq!(
+            units("fire 🔥"),
+            (Encoding::Ucs2, 7),
+            "an emoji is a surrogate pair"
+        );
     }
 
     #[test]
@@ -135,13 +143,16 @@ mod tests {
         let s = one_segment(&polish);
         let (enc, n) = units(&s);
         assert_eq!(enc, Encoding::Ucs2);
-        assert!(n <= 70 && n >= 68, "{n}");
+        assert!((68..=70).contains(&n), "{n}");
         assert!(s.ends_with('…'));
 
         let emoji = "🔥".repeat(50);
         let s = one_segment(&emoji);
         assert!(units(&s).1 <= 70);
-        assert!(s.chars().all(|c| c == '🔥' || c == '…'), "no half surrogate");
+        assert!(
+            s.chars().all(|c| c == '🔥' || c == '…'),
+            "no half surrogate"
+        );
 
         let short = "ok";
         assert_eq!(one_segment(short), "ok");

@@ -93,7 +93,10 @@ pub fn sign(s: &Signing<'_>) -> String {
         s.amz_date,
         hex(&Sha256::digest(canonical.as_bytes()))
     );
-    let k = hmac(format!("AWS4{}", s.secret_access_key).as_bytes(), date.as_bytes());
+    let k = hmac(
+        format!("AWS4{}", s.secret_access_key).as_bytes(),
+        date.as_bytes(),
+    );
     let k = hmac(&k, s.region.as_bytes());
     let k = hmac(&k, s.service.as_bytes());
     let k = hmac(&k, b"aws4_request");
@@ -148,9 +151,14 @@ impl SnsNotifier {
             None => self.default_to.clone(),
         };
         if to.is_empty() {
-            return Err(NotifyError::permanent("sns: no number (no target, no default_to)"));
+            return Err(NotifyError::permanent(
+                "sns: no number (no target, no default_to)",
+            ));
         }
-        let r = self.templates.for_team(&n.team).render(n, &self.name, msg.digest);
+        let r = self
+            .templates
+            .for_team(&n.team)
+            .render(n, &self.name, msg.digest);
         let text = sms::one_segment(&r.sms);
         for number in &to {
             let body = url::form_urlencoded::Serializer::new(String::new())
@@ -159,7 +167,10 @@ impl SnsNotifier {
                 .append_pair("Message", &text)
                 .append_pair("MessageAttributes.entry.1.Name", "AWS.SNS.SMS.SMSType")
                 .append_pair("MessageAttributes.entry.1.Value.DataType", "String")
-                .append_pair("MessageAttributes.entry.1.Value.StringValue", "Transactional")
+                .append_pair(
+                    "MessageAttributes.entry.1.Value.StringValue",
+                    "Transactional",
+                )
                 .append_pair("Version", "2010-03-31")
                 .finish();
             let amz_date = chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string();
@@ -182,7 +193,11 @@ impl SnsNotifier {
             if let Some(t) = &self.session_token {
                 req = req.header("x-amz-security-token", t.expose());
             }
-            let res = req.body(body).send().await.map_err(NotifyError::from_reqwest)?;
+            let res = req
+                .body(body)
+                .send()
+                .await
+                .map_err(NotifyError::from_reqwest)?;
             let status = res.status().as_u16();
             if (200..300).contains(&status) {
                 continue;
@@ -272,8 +287,9 @@ mod tests {
         let n = notification(Kind::Firing);
         sns.send(&Message::new(&n)).await.unwrap();
         let req = &server.received_requests().await.unwrap()[0];
-        let form: Vec<(String, String)> =
-            url::form_urlencoded::parse(&req.body).into_owned().collect();
+        let form: Vec<(String, String)> = url::form_urlencoded::parse(&req.body)
+            .into_owned()
+            .collect();
         let get = |k: &str| form.iter().find(|(a, _)| a == k).map(|(_, v)| v.as_str());
         assert_eq!(get("Action"), Some("Publish"));
         assert_eq!(get("PhoneNumber"), Some("+15551234567"));
@@ -281,7 +297,10 @@ mod tests {
             get("Message"),
             Some("[ALARM] CloudMart-EC2-HighCPU i-0abc: CPU 97.5% on i-0abc")
         );
-        assert_eq!(get("MessageAttributes.entry.1.Value.StringValue"), Some("Transactional"));
+        assert_eq!(
+            get("MessageAttributes.entry.1.Value.StringValue"),
+            Some("Transactional")
+        );
         // The signature verifies over what was actually received.
         let date = req.headers.get("x-amz-date").unwrap().to_str().unwrap();
         let host = req.headers.get("host").unwrap().to_str().unwrap();
@@ -295,7 +314,10 @@ mod tests {
             session_token: None,
             amz_date: date,
         });
-        assert_eq!(req.headers.get("authorization").unwrap().to_str().unwrap(), want);
+        assert_eq!(
+            req.headers.get("authorization").unwrap().to_str().unwrap(),
+            want
+        );
     }
 
     #[tokio::test]
@@ -307,12 +329,24 @@ mod tests {
             format!("<ErrorResponse><Error><Type>Sender</Type><Code>{code}</Code><Message>Invalid parameter: PhoneNumber</Message></Error></ErrorResponse>")
         };
         for (resp, kind) in [
-            (ResponseTemplate::new(400).set_body_string(err("InvalidParameter")), NotifyErrorKind::Permanent),
-            (ResponseTemplate::new(400).set_body_string(err("Throttling")), NotifyErrorKind::RateLimited),
-            (ResponseTemplate::new(503).set_body_string("busy"), NotifyErrorKind::Transient),
+            (
+                ResponseTemplate::new(400).set_body_string(err("InvalidParameter")),
+                NotifyErrorKind::Permanent,
+            ),
+            (
+                ResponseTemplate::new(400).set_body_string(err("Throttling")),
+                NotifyErrorKind::RateLimited,
+            ),
+            (
+                ResponseTemplate::new(503).set_body_string("busy"),
+                NotifyErrorKind::Transient,
+            ),
         ] {
             server.reset().await;
-            Mock::given(method("POST")).respond_with(resp).mount(&server).await;
+            Mock::given(method("POST"))
+                .respond_with(resp)
+                .mount(&server)
+                .await;
             let e = sns.send(&Message::new(&n)).await.unwrap_err();
             assert_eq!(e.kind, kind, "{e}");
         }

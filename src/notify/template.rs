@@ -287,15 +287,20 @@ mod tests {
         let n = notification(Kind::Resolved);
         let r = TemplateSet::default().render(&n, "email", 1);
         assert_eq!(r.title, "[OK] CloudMart-EC2-HighCPU i-0abc (platform)");
-        assert_eq!(r.sms, "[OK] CloudMart-EC2-HighCPU i-0abc: CPU 97.5% on i-0abc");
+        assert_eq!(
+            r.sms,
+            "[OK] CloudMart-EC2-HighCPU i-0abc: CPU 97.5% on i-0abc"
+        );
     }
 
     #[test]
     fn empty_holes_leave_no_gaps_and_values_format() {
         let mut n = notification(Kind::Firing);
         n.group.0.retain(|(k, _)| k == "alertname");
-        let mut set = TemplateSet::default();
-        set.line = Tpl::parse("{{InstanceId}} at {{cpu}}% ({{nope}})").unwrap();
+        let set = TemplateSet {
+            line: Tpl::parse("{{InstanceId}} at {{cpu}}% ({{nope}})").unwrap(),
+            ..TemplateSet::default()
+        };
         let r = set.render(&n, "x", 1);
         assert_eq!(r.title, "[ALARM] CloudMart-EC2-HighCPU (platform)");
         assert_eq!(r.firing[0].line, "i-0abc at 97.5% ()");

@@ -1,6 +1,6 @@
 //! A sample notification for tests (here and in `integration-tests`).
 
-use crate::alerts::{Alert, Kind, NotifiedAlerts, Notification, Status};
+use crate::alerts::{Alert, Kind, Notification, NotifiedAlerts, Status};
 use crate::model::{AlarmState, Ordered};
 
 /// CloudMart-EC2-HighCPU on i-0abc for team platform, firing or resolved.

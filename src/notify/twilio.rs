@@ -17,7 +17,9 @@ use super::{retry_after_header, sms, BoxFuture, Message, Notifier, NotifyError, 
 use crate::config::receivers::TwilioConfig;
 use crate::config::run::Secret;
 
-const PERMANENT_CODES: &[u64] = &[20003, 20404, 21211, 21408, 21610, 21612, 21614, 21606, 21659];
+const PERMANENT_CODES: &[u64] = &[
+    20003, 20404, 21211, 21408, 21610, 21612, 21614, 21606, 21659,
+];
 
 pub struct TwilioNotifier {
     name: String,
@@ -56,7 +58,10 @@ impl TwilioNotifier {
         Ok(TwilioNotifier {
             name: name.to_string(),
             http: super::http_client(timeout)?,
-            url: format!("{}/2010-04-01/Accounts/{}/Messages.json", c.api_url, c.account_sid),
+            url: format!(
+                "{}/2010-04-01/Accounts/{}/Messages.json",
+                c.api_url, c.account_sid
+            ),
             account_sid: c.account_sid,
             auth_token: c.auth_token,
             from: c.from,
@@ -72,9 +77,14 @@ impl TwilioNotifier {
             None => self.default_to.clone(),
         };
         if to.is_empty() {
-            return Err(NotifyError::permanent("twilio: no number (no target, no default_to)"));
+            return Err(NotifyError::permanent(
+                "twilio: no number (no target, no default_to)",
+            ));
         }
-        let r = self.templates.for_team(&n.team).render(n, &self.name, msg.digest);
+        let r = self
+            .templates
+            .for_team(&n.team)
+            .render(n, &self.name, msg.digest);
         let body = sms::one_segment(&r.sms);
         for number in &to {
             let from_key = if self.from.starts_with("MG") {
@@ -82,7 +92,11 @@ impl TwilioNotifier {
             } else {
                 "From"
             };
-            let form = [("To", number.as_str()), (from_key, self.from.as_str()), ("Body", &body)];
+            let form = [
+                ("To", number.as_str()),
+                (from_key, self.from.as_str()),
+                ("Body", &body),
+            ];
             let res = self
                 .http
                 .post(&self.url)

@@ -115,7 +115,10 @@ impl WebhookNotifier {
 
     async fn deliver(&self, msg: &Message<'_>) -> Result<Receipt, NotifyError> {
         let n = msg.notification;
-        let r = self.templates.for_team(&n.team).render(n, &self.name, msg.digest);
+        let r = self
+            .templates
+            .for_team(&n.team)
+            .render(n, &self.name, msg.digest);
         let payload = Payload {
             version: PAYLOAD_VERSION,
             id: &n.id,
@@ -140,17 +143,28 @@ impl WebhookNotifier {
         if let Some(s) = &self.hmac_secret {
             let ts = chrono::Utc::now().timestamp().to_string();
             req = req
-                .header(SIGNATURE_HEADER, signature(s.expose().as_bytes(), &ts, &body))
+                .header(
+                    SIGNATURE_HEADER,
+                    signature(s.expose().as_bytes(), &ts, &body),
+                )
                 .header(TIMESTAMP_HEADER, ts);
         }
-        let res = req.body(body).send().await.map_err(NotifyError::from_reqwest)?;
+        let res = req
+            .body(body)
+            .send()
+            .await
+            .map_err(NotifyError::from_reqwest)?;
         let status = res.status().as_u16();
         if (200..300).contains(&status) {
             return Ok(Receipt { thread: None });
         }
         let retry_after = retry_after_header(res.headers());
         let text = res.text().await.unwrap_or_default();
-        Err(NotifyError::from_status(status, retry_after, &format!("webhook: {text}")))
+        Err(NotifyError::from_status(
+            status,
+            retry_after,
+            &format!("webhook: {text}"),
+        ))
     }
 }
 
