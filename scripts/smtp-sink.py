@@ -14,6 +14,9 @@ Refusals, for tests of permanent errors:
   550 5.1.1 (mailbox unavailable) at RCPT;
 - a message whose Subject contains "[policy-reject]" gets 554 5.7.1 at DATA.
 
+--auth USER:PASSWORD requires AUTH (PLAIN or LOGIN, allowed without TLS:
+a test server on loopback only); a wrong password gets 535.
+
 Needs: pip install aiosmtpd. Stops on SIGTERM/SIGINT.
 """
 
@@ -27,6 +30,20 @@ import signal
 import threading
 
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
+
+
+class Authenticator:
+    def __init__(self, user, password):
+        self.user, self.password = user.encode(), password.encode()
+
+    def __call__(self, server, session, envelope, mechanism, auth_data):
+        ok = (
+            isinstance(auth_data, LoginPassword)
+            and auth_data.login == self.user
+            and auth_data.password == self.password
+        )
+        return AuthResult(success=ok, handled=False)
 
 
 class Sink:
@@ -76,10 +93,19 @@ def main():
     p = argparse.ArgumentParser()
     p.add_argument("--listen", default="127.0.0.1:2525")
     p.add_argument("--dir", required=True)
+    p.add_argument("--auth", help="USER:PASSWORD required of clients")
     a = p.parse_args()
     host, port = a.listen.rsplit(":", 1)
     os.makedirs(a.dir, exist_ok=True)
-    c = Controller(Sink(a.dir), hostname=host, port=int(port))
+    kw = {}
+    if a.auth:
+        user, password = a.auth.split(":", 1)
+        kw = dict(
+            authenticator=Authenticator(user, password),
+            auth_required=True,
+            auth_require_tls=False,
+        )
+    c = Controller(Sink(a.dir), hostname=host, port=int(port), **kw)
     c.start()
     print("smtp-sink listening on %s:%s, writing to %s" % (host, port, a.dir), flush=True)
     done = threading.Event()

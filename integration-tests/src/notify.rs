@@ -114,6 +114,13 @@ pub fn smtp_sink() -> Option<SmtpSink> {
             child: None,
         });
     }
+    start_sink(&[])
+}
+
+/// A sink of our own (python3 with aiosmtpd), with extra arguments for
+/// `scripts/smtp-sink.py` (e.g. `--auth user:pass`); `None` after a loud
+/// message when aiosmtpd is missing.
+pub fn start_sink(args: &[&str]) -> Option<SmtpSink> {
     let script = crate::workspace().join("scripts/smtp-sink.py");
     let has_aiosmtpd = Command::new("python3")
         .args(["-c", "import aiosmtpd"])
@@ -134,6 +141,7 @@ pub fn smtp_sink() -> Option<SmtpSink> {
         .arg(&script)
         .args(["--listen", &format!("127.0.0.1:{port}"), "--dir"])
         .arg(&dir)
+        .args(args)
         .stdout(Stdio::null())
         .spawn()
         .expect("python3 runs");

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use integration_tests::notify::{free_port, receiver, smtp_sink, SmtpSink};
+use integration_tests::notify::{free_port, receiver, smtp_sink, start_sink, SmtpSink};
 use klaxon::alerts::Kind;
 use klaxon::config::receivers::ReceiverConfig;
 use klaxon::notify::template::Tpl;
@@ -151,4 +151,33 @@ async fn a_server_that_is_down_is_transient() {
         .await
         .unwrap_err();
     assert_eq!(e.kind, NotifyErrorKind::Transient, "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn authenticates_with_the_password_from_the_environment() {
+    let Some(sink) = start_sink(&["--auth", "klaxon:s3cret-pw"]) else {
+        return;
+    };
+    let yaml = |to: &str| {
+        format!(
+            "email: {{ type: email, smtp: {{ host: {}, port: {}, tls: none, username: klaxon, password: {{ env: PW }} }}, from: k@cloudmart.example, default_to: [\"{to}\"] }}\n",
+            sink.host, sink.port
+        )
+    };
+    let n = notification(Kind::Firing);
+    let to = unique("auth");
+    let r = receiver(&yaml(&to), &[("PW", "s3cret-pw")]);
+    build(&r).unwrap().send(&Message::new(&n)).await.unwrap();
+    assert_eq!(sink.wait_for(&to, 1, Duration::from_secs(10)).len(), 1);
+
+    let to = unique("auth");
+    let r = receiver(&yaml(&to), &[("PW", "wrong")]);
+    let e = build(&r)
+        .unwrap()
+        .send(&Message::new(&n))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, NotifyErrorKind::Permanent, "535 is permanent: {e}");
+    assert!(!e.reason.contains("wrong"), "{e}");
+    assert!(sink.mails_to(&to).is_empty());
 }
