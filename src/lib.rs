@@ -17,6 +17,8 @@
 //! - [`alerts`]: dispatch: state changes → alerts → incidents →
 //!   notifications per receiver (dedup, grouping, inhibition, silences and
 //!   maintenance windows, the notification log).
+//! - [`notify`]: notifications → Slack, email, SMS (Twilio, SNS), webhooks,
+//!   with rate limits, digests, retries and templates.
 //! - [`engine`]: joins window and rules; used by both `klaxon replay` and
 //!   `klaxon run`.
 //! - [`kafka`]: `klaxon run` as a consumer group: per-partition engines and
@@ -35,6 +37,7 @@ pub mod window;
 
 pub mod alerts;
 pub mod api;
+pub mod notify;
 
 pub mod http;
 pub mod metrics;

@@ -44,6 +44,18 @@ pub struct ResultLabel {
     pub result: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReceiverLabel {
+    pub receiver: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NotifyFailureLabels {
+    pub receiver: String,
+    /// `permanent`, `transient`, `rate_limited` or `unknown_receiver`.
+    pub kind: String,
+}
+
 /// Every metric, registered once; clones share the same values.
 #[derive(Clone)]
 pub struct Metrics {
@@ -65,6 +77,12 @@ pub struct Metrics {
     pub rules_loaded: Gauge,
     pub publish_latency: Histogram,
     pub rebalances: Counter,
+    pub notify_sent: Family<ReceiverLabel, Counter>,
+    pub notify_failures: Family<NotifyFailureLabels, Counter>,
+    pub notify_retries: Family<ReceiverLabel, Counter>,
+    pub notify_shed: Family<ReceiverLabel, Counter>,
+    pub notify_digests: Family<ReceiverLabel, Counter>,
+    pub notify_queued: Family<ReceiverLabel, Gauge>,
 }
 
 impl Default for Metrics {
@@ -89,6 +107,12 @@ impl Default for Metrics {
             // 1 ms … ~16 s
             publish_latency: Histogram::new(exponential_buckets(0.001, 2.0, 15)),
             rebalances: Counter::default(),
+            notify_sent: Family::default(),
+            notify_failures: Family::default(),
+            notify_retries: Family::default(),
+            notify_shed: Family::default(),
+            notify_digests: Family::default(),
+            notify_queued: Family::default(),
         }
     }
 }
@@ -178,6 +202,36 @@ impl Metrics {
             "rebalances",
             "Partition assignments and revocations",
             self.rebalances.clone(),
+        );
+        r.register(
+            "notifications_sent",
+            "Notifications a channel accepted, per receiver",
+            self.notify_sent.clone(),
+        );
+        r.register(
+            "notification_failures",
+            "Failed delivery attempts, per receiver and kind (permanent ones are not retried)",
+            self.notify_failures.clone(),
+        );
+        r.register(
+            "notification_retries",
+            "Delivery attempts scheduled again after a transient error or a rate limit",
+            self.notify_retries.clone(),
+        );
+        r.register(
+            "notifications_shed",
+            "Notifications dropped because a receiver's backlog reached max_queue",
+            self.notify_shed.clone(),
+        );
+        r.register(
+            "notification_digests",
+            "Digests sent (several notifications combined under a rate limit)",
+            self.notify_digests.clone(),
+        );
+        r.register(
+            "notifications_queued",
+            "Notifications waiting per receiver",
+            self.notify_queued.clone(),
         );
         r
     }

@@ -7,6 +7,7 @@
 
 pub mod dispatch;
 pub mod docker;
+pub mod notify;
 
 use std::collections::BTreeMap;
 use std::io::Read;

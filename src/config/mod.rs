@@ -6,6 +6,7 @@
 
 pub mod dispatch;
 pub mod duration;
+pub mod receivers;
 pub mod rules;
 pub mod run;
 pub mod yaml;

@@ -82,6 +82,8 @@ pub struct RunConfig {
     /// `http.slack_signing_secret`: verifies Slack's interaction requests
     /// (the Acknowledge button); `None`: the endpoint is not served.
     pub slack_signing_secret: Option<Secret>,
+    /// The notification channels team files name (`receivers:`).
+    pub receivers: super::receivers::ReceiversConfig,
 }
 
 /// The `dispatch:` section: the stage of `klaxon run` that reads the
@@ -144,6 +146,7 @@ const TOP: &[&str] = &[
     "max_event_bytes",
     "workers",
     "dispatch",
+    "receivers",
 ];
 const KAFKA: &[&str] = &[
     "brokers",
@@ -345,6 +348,10 @@ fn parse(file: &Path, doc: &Node, env: &dyn Env) -> Result<RunConfig, ConfigErro
             dispatch.outbox = Some(if p.is_relative() { base.join(p) } else { p });
         }
     }
+    let receivers = match top.get("receivers") {
+        Some(n) => super::receivers::parse_receivers(file, n, env)?,
+        None => Default::default(),
+    };
 
     // Environment overrides win over the file.
     if let Some(v) = env.var("KLAXON_BROKERS") {
@@ -427,6 +434,7 @@ fn parse(file: &Path, doc: &Node, env: &dyn Env) -> Result<RunConfig, ConfigErro
         dispatch,
         api_token,
         slack_signing_secret,
+        receivers,
     })
 }
 
@@ -633,6 +641,20 @@ mod tests {
         assert_eq!(
             e.to_string(),
             "/etc/klaxon/klaxon.yaml:3:3: unknown field `topic` in `kafka`; did you mean `topics`?"
+        );
+    }
+
+    #[test]
+    fn receivers_are_read() {
+        let text = format!(
+            "{MIN}receivers:\n  hook: {{ type: webhook, url: \"http://127.0.0.1:9/x\" }}\n"
+        );
+        let c = load_str(&text, &[]).unwrap();
+        assert!(c.receivers.receivers.contains_key("hook"));
+        let e = load_str(&format!("{MIN}receivers:\n  hook: {{ type: webhok }}\n"), &[]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "/etc/klaxon/klaxon.yaml:6:17: unknown receiver type `webhok`; did you mean `webhook`?"
         );
     }
 
