@@ -20,7 +20,7 @@ use crate::model::{
     change_id, fingerprint, AggInput, AggKind, AlarmState, Datapoint, Event, Millis, Ordered,
     Signal, StateChange, Val,
 };
-use crate::rules::expr::{agg_var, FastVal, MAX_AGGS};
+use crate::rules::expr::{agg_var, Expr, FastVal, Guard, MAX_AGGS};
 use crate::rules::state::Tracker;
 use crate::window::{period_start, AggState, Bins, Cursor};
 
@@ -124,10 +124,41 @@ struct Series {
 
 struct RuleRuntime {
     rule: Rule,
+    /// `rule.filter` as a cheap first test and the rest of it.
+    filter: Filter,
     kinds: Vec<AggKind>,
     cursor: Cursor,
     series: FxHashMap<u64, Vec<Series>>,
     stats: RuleStats,
+}
+
+/// A rule's `where`, split for speed: `guard && rest` (see
+/// [`Expr::split_guard`](crate::rules::expr::Expr::split_guard)).
+enum Filter {
+    All,
+    Guarded(Guard, Option<Expr>),
+    Expr(Expr),
+}
+
+impl Filter {
+    fn new(filter: Option<&Expr>) -> Filter {
+        match filter {
+            None => Filter::All,
+            Some(e) => match e.split_guard() {
+                Some((g, rest)) => Filter::Guarded(g, rest),
+                None => Filter::Expr(e.clone()),
+            },
+        }
+    }
+
+    #[inline]
+    fn test(&self, ev: &Event) -> bool {
+        match self {
+            Filter::All => true,
+            Filter::Guarded(g, rest) => g.test(ev) && rest.as_ref().is_none_or(|r| r.test(ev)),
+            Filter::Expr(e) => e.test(ev),
+        }
+    }
 }
 
 /// The windowing and rule-evaluation engine.
@@ -172,6 +203,7 @@ impl Engine {
             cursor.start_at(self.watermark.unwrap_or(t).max(t));
         }
         RuleRuntime {
+            filter: Filter::new(rule.filter.as_ref()),
             kinds: rule.aggs.iter().map(|a| a.kind).collect(),
             cursor,
             series: FxHashMap::default(),
@@ -200,6 +232,7 @@ impl Engine {
             });
             match kept.and_then(Option::take) {
                 Some(mut rt) => {
+                    rt.filter = Filter::new(rule.filter.as_ref());
                     rt.rule = rule; // same definition; file path may have moved
                     rules.push(rt);
                 }
@@ -242,6 +275,13 @@ impl Engine {
                 Some(next - r.rule.period * r.rule.policy.range() as Millis)
             })
             .min()
+    }
+
+    /// Whether series were created since the last
+    /// [`take_new_series`](Self::take_new_series).
+    #[inline]
+    pub fn has_new_series(&self) -> bool {
+        !self.new_series.is_empty()
     }
 
     /// Fingerprint hashes of the series created since the last call.
@@ -362,12 +402,10 @@ impl RuleRuntime {
     #[inline]
     /// Returns whether the event was late for this rule.
     fn ingest(&mut self, ev: &Event, t: Millis, new_series: Option<&mut Vec<u64>>) -> bool {
-        let rule = &self.rule;
-        if let Some(f) = &rule.filter {
-            if !f.test(ev) {
-                return false;
-            }
+        if !self.filter.test(ev) {
+            return false;
         }
+        let rule = &self.rule;
         self.stats.matched += 1;
         if self.cursor.is_closed(t) {
             self.stats.late += 1;

@@ -50,6 +50,9 @@ pub struct Partition {
     pub last_activity: Instant,
     /// Bucket start → smallest offset of an event in that bucket.
     buckets: BTreeMap<Millis, i64>,
+    /// The bucket last recorded and the smallest offset it held then: a
+    /// later offset in the same bucket changes nothing (most messages).
+    last_bucket: Option<(Millis, i64)>,
     bucket_width: Millis,
     /// The high watermark of the partition (from the client's cache).
     pub high_watermark: Option<i64>,
@@ -84,6 +87,7 @@ impl Partition {
             max_time: None,
             last_activity: now,
             buckets: BTreeMap::new(),
+            last_bucket: None,
             bucket_width,
             high_watermark: None,
             pending_since: None,
@@ -110,8 +114,12 @@ impl Partition {
         if let Some(t) = time {
             self.max_time = Some(self.max_time.map_or(t, |m| m.max(t)));
             let b = t.div_euclid(self.bucket_width) * self.bucket_width;
+            if matches!(self.last_bucket, Some((lb, min)) if lb == b && offset >= min) {
+                return;
+            }
             let slot = self.buckets.entry(b).or_insert(offset);
             *slot = (*slot).min(offset);
+            self.last_bucket = Some((b, *slot));
         }
     }
 
@@ -147,6 +155,9 @@ impl Partition {
                 while let Some((&b, _)) = self.buckets.first_key_value() {
                     if b + w <= since {
                         self.buckets.pop_first();
+                        if self.last_bucket.is_some_and(|(lb, _)| lb == b) {
+                            self.last_bucket = None;
+                        }
                     } else {
                         break;
                     }

@@ -10,7 +10,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender};
+use std::sync::mpsc::{Receiver, Sender, SyncSender};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -25,16 +25,26 @@ use crate::metrics::{Metrics, RejectLabels, TopicLabel};
 /// A partition: topic and number.
 pub type Key = (Arc<str>, i32);
 
-/// Messages copied out of the client, for one worker.
+/// Messages copied out of the client, for one worker. Consecutive messages
+/// of one partition form a run, so the worker looks the partition up once
+/// per run rather than once per message. Batches are recycled (see
+/// [`Batch::clear`]): their buffers keep their capacity.
 #[derive(Default)]
 pub struct Batch {
     bytes: Vec<u8>,
     items: Vec<Item>,
+    runs: Vec<Run>,
+}
+
+/// Consecutive items of one partition: `items[start..end]`.
+struct Run {
+    topic: Arc<str>,
+    partition: i32,
+    start: usize,
+    end: usize,
 }
 
 struct Item {
-    topic: Arc<str>,
-    partition: i32,
     offset: i64,
     /// Key and payload as ranges of `bytes`.
     key: Option<(usize, usize)>,
@@ -57,13 +67,21 @@ impl Batch {
         };
         let key = key.map(&mut range);
         let payload = range(payload);
+        let i = self.items.len();
         self.items.push(Item {
-            topic: Arc::clone(topic),
-            partition,
             offset,
             key,
             payload,
         });
+        match self.runs.last_mut() {
+            Some(r) if r.partition == partition && Arc::ptr_eq(&r.topic, topic) => r.end = i + 1,
+            _ => self.runs.push(Run {
+                topic: Arc::clone(topic),
+                partition,
+                start: i,
+                end: i + 1,
+            }),
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -72,6 +90,13 @@ impl Batch {
 
     pub fn is_empty(&self) -> bool {
         self.items.is_empty()
+    }
+
+    /// Empties the batch, keeping its buffers for the next one.
+    pub fn clear(&mut self) {
+        self.bytes.clear();
+        self.items.clear();
+        self.runs.clear();
     }
 }
 
@@ -128,6 +153,8 @@ pub struct WorkerCtx {
     /// Set when a dead letter cannot be queued: the run stops without
     /// committing past it.
     pub fatal: Arc<AtomicBool>,
+    /// Processed batches go back to the polling thread for reuse.
+    pub spare: Sender<Batch>,
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -143,23 +170,40 @@ pub fn work(ctx: WorkerCtx, jobs: Receiver<Job>) {
             Job::Sync(done) => {
                 let _ = done.send(());
             }
-            Job::Batch(batch) => {
+            Job::Batch(mut batch) => {
                 {
                     let mut shard = lock(&ctx.shard);
-                    for item in &batch.items {
-                        process(
+                    let now = Instant::now();
+                    for run in &batch.runs {
+                        process_run(
                             &ctx,
                             &mut shard,
                             &mut counters,
                             &mut fresh,
-                            &batch.bytes,
-                            item,
+                            &batch,
+                            run,
+                            now,
                         );
+                    }
+                    // Two clock readings per batch, not one per message:
+                    // a partition's last activity is when its batch was
+                    // done (for the idle timeout and the run's summary).
+                    let done = Instant::now();
+                    for run in &batch.runs {
+                        if let Some(p) = shard
+                            .parts
+                            .get_mut(&(Arc::clone(&run.topic), run.partition))
+                        {
+                            p.last_activity = p.last_activity.max(done);
+                        }
                     }
                 }
                 if !fresh.is_empty() {
                     check_owners(&ctx, &mut fresh);
                 }
+                batch.clear();
+                // The polling thread may be gone at shutdown.
+                let _ = ctx.spare.send(batch);
             }
         }
     }
@@ -193,73 +237,86 @@ fn counters_for<'c>(
     &counters[i].1
 }
 
-fn process(
+/// Decodes and ingests the messages of one run (one partition).
+fn process_run(
     ctx: &WorkerCtx,
     shard: &mut Shard,
     counters: &mut Vec<(Arc<str>, TopicCounters)>,
     fresh: &mut Vec<(u64, Key)>,
-    bytes: &[u8],
-    item: &Item,
+    batch: &Batch,
+    run: &Run,
+    now: Instant,
 ) {
-    let c = counters_for(counters, &ctx.metrics, &item.topic);
-    c.consumed.inc();
-    let key = (Arc::clone(&item.topic), item.partition);
-    // A message polled before its partition was revoked: the next owner
-    // reads it again from the committed offset.
+    let c = counters_for(counters, &ctx.metrics, &run.topic);
+    let items = &batch.items[run.start..run.end];
+    c.consumed.inc_by(items.len() as u64);
+    let key = (Arc::clone(&run.topic), run.partition);
+    // Messages polled before their partition was revoked: the next owner
+    // reads them again from the committed offset.
     let Some(part) = shard.parts.get_mut(&key) else {
-        tracing::debug!(topic = %item.topic, partition = item.partition, offset = item.offset, "message of a partition no longer owned; skipped");
+        tracing::debug!(topic = %run.topic, partition = run.partition, first_offset = items.first().map(|i| i.offset), messages = items.len(), "messages of a partition no longer owned; skipped");
         return;
     };
-    let payload = &bytes[item.payload.0..item.payload.1];
-    let now = Instant::now();
-    let rejection = if payload.len() > ctx.limits.max_event_bytes {
-        Some((
-            "oversized",
-            format!(
-                "event of {} bytes is over the {}-byte cap",
-                payload.len(),
-                ctx.limits.max_event_bytes
-            ),
-        ))
-    } else {
-        match JsonDecoder.decode(payload) {
-            Ok(ev) => {
-                c.decoded.inc();
-                let mut none = Vec::new();
-                if part.engine.ingest(&ev, &mut none) {
-                    c.late.inc();
+    let (mut decoded, mut late) = (0u64, 0u64);
+    let mut none = Vec::new();
+    for item in items {
+        let payload = &batch.bytes[item.payload.0..item.payload.1];
+        let rejection = if payload.len() > ctx.limits.max_event_bytes {
+            Some((
+                "oversized",
+                format!(
+                    "event of {} bytes is over the {}-byte cap",
+                    payload.len(),
+                    ctx.limits.max_event_bytes
+                ),
+            ))
+        } else {
+            match JsonDecoder.decode(payload) {
+                Ok(ev) => {
+                    decoded += 1;
+                    if part.engine.ingest(&ev, &mut none) {
+                        late += 1;
+                    }
+                    debug_assert!(none.is_empty(), "run's engines close periods only on ticks");
+                    part.record(item.offset, Some(ev.time()), now);
+                    if part.engine.has_new_series() {
+                        for fp in part.engine.take_new_series() {
+                            fresh.push((fp, key.clone()));
+                        }
+                    }
+                    None
                 }
-                debug_assert!(none.is_empty(), "run's engines close periods only on ticks");
-                part.record(item.offset, Some(ev.time()), now);
-                for fp in part.engine.take_new_series() {
-                    fresh.push((fp, key.clone()));
-                }
-                None
+                Err(e) => Some(("malformed", e.to_string())),
             }
-            Err(e) => Some(("malformed", e.to_string())),
-        }
-    };
-    if let Some((kind, reason)) = rejection {
-        part.record(item.offset, None, now);
-        ctx.metrics
-            .rejected
-            .get_or_create(&RejectLabels {
-                topic: item.topic.to_string(),
-                reason: kind.to_string(),
-            })
-            .inc();
-        let dl = DeadLetter {
-            topic: &item.topic,
-            partition: item.partition,
-            offset: item.offset,
-            key: item.key.map(|(a, b)| &bytes[a..b]),
-            payload,
-            reason: &reason,
         };
-        if let Err(e) = ctx.sink.dead_letter(&dl) {
-            tracing::error!(error = %e, topic = %item.topic, partition = item.partition, offset = item.offset, "cannot queue a dead letter");
-            ctx.fatal.store(true, Ordering::SeqCst);
+        if let Some((kind, reason)) = rejection {
+            part.record(item.offset, None, now);
+            ctx.metrics
+                .rejected
+                .get_or_create(&RejectLabels {
+                    topic: run.topic.to_string(),
+                    reason: kind.to_string(),
+                })
+                .inc();
+            let dl = DeadLetter {
+                topic: &run.topic,
+                partition: run.partition,
+                offset: item.offset,
+                key: item.key.map(|(a, b)| &batch.bytes[a..b]),
+                payload,
+                reason: &reason,
+            };
+            if let Err(e) = ctx.sink.dead_letter(&dl) {
+                tracing::error!(error = %e, topic = %run.topic, partition = run.partition, offset = item.offset, "cannot queue a dead letter");
+                ctx.fatal.store(true, Ordering::SeqCst);
+            }
         }
+    }
+    if decoded > 0 {
+        c.decoded.inc_by(decoded);
+    }
+    if late > 0 {
+        c.late.inc_by(late);
     }
 }
 

@@ -267,9 +267,54 @@ impl Expr {
 
     /// A predicate: true only when it evaluates to `true`. A comparison with
     /// a missing variable is false, not an error.
+    ///
+    /// The same as `matches!(self.eval(ev), Some(Val::Bool(true)))`, with
+    /// the boolean operators taken directly rather than through values.
     #[inline]
     pub fn test(&self, ev: &Event) -> bool {
-        matches!(self.eval(ev), Some(Val::Bool(true)))
+        match self {
+            Expr::Bool(b) => *b,
+            Expr::Not(e) => !e.test(ev),
+            Expr::Bin(BinOp::And, a, b) => a.test(ev) && b.test(ev),
+            Expr::Bin(BinOp::Or, a, b) => a.test(ev) || b.test(ev),
+            _ => matches!(self.eval(ev), Some(Val::Bool(true))),
+        }
+    }
+
+    /// Splits a predicate into a [`Guard`] (a built-in string field equal to
+    /// a literal, such as `name == "CPUUtilization"`) and the rest of the
+    /// conjunction, if it has such a term at its top: `test` is then
+    /// `guard.test(ev) && rest.map_or(true, |r| r.test(ev))`. Rules of one
+    /// signal differ mostly by such a term, and checking it first is cheap.
+    pub fn split_guard(&self) -> Option<(Guard, Option<Expr>)> {
+        match self {
+            Expr::Bin(BinOp::Eq, a, b) => match (&**a, &**b) {
+                (Expr::Field(f), Expr::Str(s)) | (Expr::Str(s), Expr::Field(f)) => Some((
+                    Guard {
+                        field: *f,
+                        value: s.clone(),
+                    },
+                    None,
+                )),
+                _ => None,
+            },
+            // `&&` has no side effects: its terms may be taken in any order.
+            Expr::Bin(BinOp::And, a, b) => {
+                let and = |rest: Option<Expr>, other: &Expr| {
+                    Some(match rest {
+                        None => other.clone(),
+                        Some(r) => Expr::Bin(BinOp::And, Box::new(r), Box::new(other.clone())),
+                    })
+                };
+                if let Some((g, rest)) = a.split_guard() {
+                    Some((g, and(rest, b)))
+                } else {
+                    let (g, rest) = b.split_guard()?;
+                    Some((g, and(rest, a)))
+                }
+            }
+            _ => None,
+        }
     }
 
     /// The number this evaluates to, if it is one.
@@ -279,6 +324,21 @@ impl Expr {
             Val::Num(n) => Some(n),
             _ => None,
         }
+    }
+}
+
+/// `field == "literal"`, a term of a `where` (see [`Expr::split_guard`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Guard {
+    pub field: Field,
+    pub value: Box<str>,
+}
+
+impl Guard {
+    /// The same as testing `field == "literal"` as an [`Expr`].
+    #[inline]
+    pub fn test(&self, ev: &Event) -> bool {
+        matches!(ev.field(self.field), Some(Val::Str(s)) if s == &*self.value)
     }
 }
 
@@ -747,6 +807,55 @@ mod tests {
         ];
         for (src, want) in cases {
             assert_eq!(where_(src, Signal::Log).test(&ev), want, "{src}");
+        }
+    }
+
+    /// A guard and its rest decide exactly what the whole predicate does,
+    /// and the direct `test` agrees with evaluating to `Some(Bool(true))`.
+    #[test]
+    fn split_guard_and_test_agree_with_eval() {
+        let events = [
+            r#"{"kind":"log","time":0,"service":"api","level":"ERROR","message":"m","fields":{"status_code":503}}"#,
+            r#"{"kind":"log","time":0,"service":"web","level":"INFO","message":"m","fields":{"status_code":200}}"#,
+            r#"{"kind":"log","time":0,"service":"api","level":"ERROR","message":"m"}"#,
+        ];
+        // (predicate, whether it has a guard)
+        let cases = [
+            (r#"level == "ERROR""#, true),
+            (r#""ERROR" == level"#, true),
+            (r#"level == "ERROR" && status_code >= 500"#, true),
+            (r#"status_code >= 500 && level == "ERROR""#, true),
+            (
+                r#"status_code >= 500 && (service == "api" && level == "ERROR")"#,
+                true,
+            ),
+            (
+                r#"(level == "ERROR" && service == "api") && status_code > 1"#,
+                true,
+            ),
+            (r#"kind == "log" && level == "INFO""#, true),
+            (r#"level == "ERROR" || status_code >= 500"#, false),
+            (r#"!(level == "ERROR")"#, false),
+            (r#"status_code == "503""#, false),
+            (r#"level != "ERROR""#, false),
+            (r#"time == "0""#, true),
+            (r#"!(status_code > 1) || nope"#, false),
+        ];
+        for src in events {
+            let ev = JsonDecoder.decode(src.as_bytes()).unwrap();
+            for (pred, guarded) in cases {
+                let e = where_(pred, Signal::Log);
+                let want = matches!(e.eval(&ev), Some(Val::Bool(true)));
+                assert_eq!(e.test(&ev), want, "{pred} on {src}");
+                match e.split_guard() {
+                    Some((g, rest)) => {
+                        assert!(guarded, "{pred} has no guard");
+                        let got = g.test(&ev) && rest.as_ref().is_none_or(|r| r.test(&ev));
+                        assert_eq!(got, want, "{pred} split as {g:?} and {rest:?}, on {src}");
+                    }
+                    None => assert!(!guarded, "{pred} has a guard"),
+                }
+            }
         }
     }
 
