@@ -125,7 +125,7 @@ fn acks_and_silences_reach_the_owner_from_any_member() {
     let n = wait_for(Duration::from_secs(20), || acked(pb), |n| *n == 6);
     assert_eq!(n, 6, "acks reached the owners\n{}", logs());
     // B owns some of them (it paged some), so some acks were forwarded.
-    assert!(metric(pb, "klaxon_notifications_sent_total") > 0.0);
+    assert!(metric(pb, "klaxon_dispatch_notifications_total") > 0.0);
     assert!(
         b.log_text()
             .contains("incident acknowledged (through another member)"),

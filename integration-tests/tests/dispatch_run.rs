@@ -189,7 +189,7 @@ fn after_a_sigkill_the_survivor_sends_each_notification_exactly_once() {
         |t| t.len() == 12,
     );
     assert_eq!(first, exactly_once(&nums(1..=12), &[]));
-    let sent_by_b = metric(pb, "klaxon_notifications_sent_total");
+    let sent_by_b = metric(pb, "klaxon_dispatch_notifications_total");
     assert!(sent_by_b > 0.0, "B owns some incidents");
 
     // Four more fire; B is killed before their group_wait ends.

@@ -110,7 +110,7 @@ fn run_publishes_what_replay_prints_and_dead_letters_bad_input() {
         assert!(d.headers["klaxon.source.offset"].parse::<i64>().is_ok());
         assert!(d.headers.contains_key("klaxon.source.partition"));
         assert!(
-            lines.iter().any(|l| *l == d.payload),
+            lines.contains(&d.payload),
             "the payload is the original bytes"
         );
     }

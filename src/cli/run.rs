@@ -10,7 +10,8 @@ use crate::config::run::{load, ProcessEnv};
 use crate::http::{serve, AppState};
 use crate::kafka::backend::KafkaBackend;
 use crate::kafka::consumer::{self, Shared};
-use crate::kafka::dispatch::{self, check_topics, DispatchShared, FileDeliver};
+use crate::kafka::dispatch::{self, check_topics, Deliver, DispatchShared, FileDeliver};
+use crate::kafka::notify::Channels;
 use crate::kafka::sink::Sink;
 use crate::kafka::store::reader_config;
 use crate::kafka::{consumer_config, producer_config};
@@ -57,9 +58,43 @@ pub fn run(config: &Path, exit_at_end: bool) -> anyhow::Result<i32> {
 
     let metrics = Metrics::default();
     let mut registry = metrics.registry();
+    let mut channels = None;
     let dispatcher = if cfg.dispatch.enabled {
-        let deliver = FileDeliver::new(cfg.dispatch.outbox.as_ref())?;
-        let d = DispatchShared::new(&cfg, dispatch.clone(), Box::new(deliver))?;
+        let deliver: Box<dyn Deliver> = if cfg.receivers.receivers.is_empty() {
+            tracing::warn!(
+                outbox = ?cfg.dispatch.outbox,
+                "no `receivers:` in klaxon.yaml: notifications are logged (and written to dispatch.outbox), not sent"
+            );
+            Box::new(FileDeliver::new(cfg.dispatch.outbox.as_ref())?)
+        } else {
+            let errors = cfg.receivers.check_teams(&dispatch.teams);
+            if !errors.is_empty() {
+                for e in &errors {
+                    eprintln!("{e}");
+                }
+                eprintln!(
+                    "klaxon run: {} error(s) in what the team files page (receivers: in {}); not starting",
+                    errors.len(),
+                    config.display()
+                );
+                return Ok(1);
+            }
+            for team in rules.rules.iter().map(|r| r.team.as_str()) {
+                if !dispatch.teams.contains_key(team) && !cfg.receivers.receivers.contains_key(team)
+                {
+                    tracing::warn!(team, "team without a team file: its alerts go to a receiver named after it, and there is none");
+                }
+            }
+            let c = Channels::start()?;
+            let d = c.deliver(
+                &cfg.receivers,
+                metrics.clone(),
+                cfg.dispatch.outbox.as_ref(),
+            )?;
+            channels = Some(c);
+            Box::new(d)
+        };
+        let d = DispatchShared::new(&cfg, dispatch.clone(), deliver)?;
         if let Err(e) = check_topics(&d) {
             eprintln!("klaxon run: {e:#}");
             eprintln!("(or turn dispatch off here: `dispatch: {{ enabled: false }}`)");
@@ -84,6 +119,9 @@ pub fn run(config: &Path, exit_at_end: bool) -> anyhow::Result<i32> {
     let mut dispatch_thread = None;
     if let Some(d) = &dispatcher {
         reloader.also_dispatch(Arc::clone(d));
+        if !cfg.receivers.receivers.is_empty() {
+            reloader.check_receivers(cfg.receivers.clone());
+        }
         let reader: BaseConsumer = reader_config(
             consumer_config(&cfg.kafka),
             &format!("{}-silences", cfg.dispatch.group_id),
@@ -182,6 +220,11 @@ pub fn run(config: &Path, exit_at_end: bool) -> anyhow::Result<i32> {
             Ok(Err(e)) => tracing::error!(error = %e, "dispatch stopped"),
             Err(_) => tracing::error!("the dispatch thread panicked"),
         }
+    }
+    // After dispatch: it waits for what is in flight when it lets go of
+    // its partitions, and the channels' runtime must run meanwhile.
+    if let Some(c) = channels {
+        c.stop();
     }
     let summary = match result {
         Ok(Ok(Ok(s))) => s,

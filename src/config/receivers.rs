@@ -26,6 +26,8 @@ use super::duration::parse_duration;
 use super::run::{Env, PropValue, Secret};
 use super::yaml::{Node, Pos, Value};
 use super::{read_yaml, ConfigError, ErrorKind, Fields};
+use crate::alerts::escalation::To;
+use crate::alerts::Team;
 use crate::model::Millis;
 use crate::notify::template::{TemplateSet, Templates, Tpl, TEMPLATE_NAMES};
 
@@ -279,6 +281,66 @@ impl ReceiversConfig {
             )),
             _ => Ok(()),
         }
+    }
+}
+
+impl ReceiversConfig {
+    /// Checks every receiver and target the team files page: their
+    /// receivers, each escalation tier's targets, and the contact points of
+    /// everyone in a rotation a tier pages. One message per problem, naming
+    /// the team and where in it.
+    pub fn check_teams(&self, teams: &BTreeMap<String, Team>) -> Vec<String> {
+        let mut errors = Vec::new();
+        for (name, team) in teams {
+            let mut check = |place: String, receiver: &str, target: Option<&str>| {
+                if let Err(e) = self.check_target(receiver, target) {
+                    errors.push(format!("team `{name}`: {place}: {e}"));
+                }
+            };
+            for r in &team.receivers {
+                check(
+                    format!("receiver `{}`", r.name),
+                    &r.name,
+                    r.target.as_deref(),
+                );
+            }
+            let Some(policy) = &team.escalation else {
+                continue;
+            };
+            for (i, tier) in policy.tiers.iter().enumerate() {
+                for t in &tier.targets {
+                    let place = format!("escalation tier {}", i + 1);
+                    match &t.to {
+                        To::Receiver => check(place, &t.receiver, None),
+                        To::Target(target) => check(place, &t.receiver, Some(target)),
+                        To::OnCall(rotation) => {
+                            let Some(rot) = team.oncall.get(rotation) else {
+                                continue; // reported by the team file's loader
+                            };
+                            let mut who: Vec<&str> =
+                                rot.people.iter().map(String::as_str).collect();
+                            who.extend(rot.overrides.iter().map(|o| o.person.as_str()));
+                            who.sort();
+                            who.dedup();
+                            for person in who {
+                                let contact = team
+                                    .people
+                                    .get(person)
+                                    .and_then(|p| p.contacts.get(&t.receiver));
+                                if let Some(c) = contact {
+                                    check(
+                                        format!("{place} (`{person}` on call in `{rotation}`)"),
+                                        &t.receiver,
+                                        Some(c),
+                                    );
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        errors
     }
 }
 

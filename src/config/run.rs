@@ -651,7 +651,11 @@ mod tests {
         );
         let c = load_str(&text, &[]).unwrap();
         assert!(c.receivers.receivers.contains_key("hook"));
-        let e = load_str(&format!("{MIN}receivers:\n  hook: {{ type: webhok }}\n"), &[]).unwrap_err();
+        let e = load_str(
+            &format!("{MIN}receivers:\n  hook: {{ type: webhok }}\n"),
+            &[],
+        )
+        .unwrap_err();
         assert_eq!(
             e.to_string(),
             "/etc/klaxon/klaxon.yaml:6:17: unknown receiver type `webhok`; did you mean `webhook`?"

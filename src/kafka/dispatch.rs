@@ -74,6 +74,9 @@ pub trait Deliver: Send {
     fn poll(&mut self, out: &mut Vec<Delivered>);
     /// Notifications submitted and not yet reported.
     fn in_flight(&self) -> usize;
+    /// Withdraws submitted notifications whose partition another member
+    /// now owns (it sends them); none of them is reported afterwards.
+    fn cancel(&mut self, _ids: &BTreeSet<String>) {}
 }
 
 /// Accepts every notification at once, appending it to a JSON-lines file
@@ -167,13 +170,13 @@ impl DispatchMetrics {
             self.too_old.clone(),
         );
         r.register(
-            "notifications_sent",
-            "Notifications accepted by their channel, by kind",
+            "dispatch_notifications",
+            "Notifications accepted by their channel, by kind (per receiver: klaxon_notifications_sent_total)",
             self.notifications.clone(),
         );
         r.register(
-            "notifications_failed",
-            "Notifications their channel refused for good",
+            "dispatch_notifications_failed",
+            "Notifications their channel refused for good (or shed)",
             self.failed.clone(),
         );
         r.register(
@@ -387,6 +390,24 @@ impl DispatchShared {
             config_version,
             silences_version: 0,
         })
+    }
+
+    /// Withdraws from the channels what `revoked` partitions submitted and
+    /// did not see accepted: it is in their snapshots' outbox, and the next
+    /// owner sends it.
+    fn withdraw(&self, parts: &BTreeMap<i32, Part>, revoked: &BTreeSet<i32>) {
+        let ids: BTreeSet<String> = parts
+            .iter()
+            .filter(|(p, _)| revoked.contains(p))
+            .flat_map(|(_, part)| part.submitted.iter().cloned())
+            .collect();
+        if !ids.is_empty() {
+            tracing::info!(
+                count = ids.len(),
+                "withdrawing notifications still in flight; their new owner sends them"
+            );
+            lock(&self.deliver).cancel(&ids);
+        }
     }
 
     /// Writes the snapshots of `which` (all dirty ones when `None`).
@@ -687,6 +708,7 @@ impl ConsumerContext for DispatchCtx {
         let revoked: BTreeSet<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
         if consumer.assignment_lost() {
             let mut parts = lock(&s.parts);
+            s.withdraw(&parts, &revoked);
             parts.retain(|p, _| !revoked.contains(p));
             s.metrics.partitions.set(parts.len() as i64);
             tracing::warn!(partitions = ?revoked, "dispatch partitions lost; another member owns them now");
@@ -733,6 +755,7 @@ impl ConsumerContext for DispatchCtx {
                 tracing::error!(partitions = ?revoked, error = %e, "dispatch partitions revoked; the state could not be saved")
             }
         }
+        s.withdraw(&parts, &revoked);
         parts.retain(|p, _| !revoked.contains(p));
         s.metrics.partitions.set(parts.len() as i64);
     }
@@ -824,9 +847,14 @@ pub fn run(
     let mut commits: HashMap<i32, i64> = HashMap::new();
     while !stop.load(Ordering::SeqCst) {
         let now = wall_ms();
-        let wait = shared
+        let mut wait = shared
             .next_deadline()
             .map_or(100, |t| (t - now).clamp(0, 100)) as u64;
+        // A channel's answer is recorded soon after it comes: the shorter
+        // that gap, the fewer resends after a crash.
+        if lock(&shared.deliver).in_flight() > 0 {
+            wait = wait.min(5);
+        }
         if let Some(m) = consumer.poll(Duration::from_millis(wait)) {
             match m {
                 Ok(m) => shared.ingest(m.partition(), m.offset(), m.payload(), wall_ms()),

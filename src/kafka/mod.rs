@@ -10,6 +10,7 @@
 pub mod backend;
 pub mod consumer;
 pub mod dispatch;
+pub mod notify;
 pub mod partition;
 pub mod sink;
 pub mod store;

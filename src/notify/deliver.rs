@@ -37,7 +37,7 @@
 //!
 //! [`ManualTimer`]: super::time::ManualTimer
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -126,6 +126,9 @@ struct Shared {
     queue: Mutex<Queue>,
     wake: Notify,
     closed: AtomicBool,
+    /// Ids withdrawn while their batch was in flight (see
+    /// [`Deliverer::cancel`]); the worker drops them before its next try.
+    cancelled: Mutex<HashSet<String>>,
     outcomes: UnboundedSender<Outcome>,
     metrics: Metrics,
 }
@@ -205,6 +208,7 @@ impl Deliverer {
                 queue: Mutex::new(Queue::default()),
                 wake: Notify::new(),
                 closed: AtomicBool::new(false),
+                cancelled: Mutex::new(HashSet::new()),
                 outcomes: tx.clone(),
                 metrics: metrics.clone(),
             });
@@ -294,6 +298,41 @@ impl Deliverer {
             shared.emit(&p.n, Err(Failure::Shed { reason }), 0, 1);
         }
         shared.wake.notify_one();
+    }
+
+    /// Withdraws notifications that another process now owns (their
+    /// partition moved): queued ones are dropped at once, one being retried
+    /// before its next attempt. An attempt already under way finishes.
+    /// No outcome is reported for a withdrawn notification. Returns how
+    /// many were still queued.
+    pub fn cancel(&self, ids: &BTreeSet<String>) -> usize {
+        let mut dropped = 0;
+        for shared in self.receivers.values() {
+            {
+                let mut q = shared.queue.lock().expect("not poisoned");
+                let mut removed = 0;
+                q.targets.retain(|_, v| {
+                    let before = v.len();
+                    v.retain(|p| !ids.contains(&p.n.id));
+                    removed += before - v.len();
+                    !v.is_empty()
+                });
+                q.len -= removed;
+                dropped += removed;
+                shared
+                    .metrics
+                    .notify_queued
+                    .get_or_create(&shared.label())
+                    .set(q.len as i64);
+            }
+            let mut c = shared.cancelled.lock().expect("not poisoned");
+            if c.len() > MAX_CANCELLED {
+                // Ids of batches long finished; the newest set still works.
+                c.clear();
+            }
+            c.extend(ids.iter().cloned());
+        }
+        dropped
     }
 
     /// The outcomes, once (later calls return `None`).
@@ -405,6 +444,7 @@ struct Worker {
 }
 
 const MAX_THREADS: usize = 10_000;
+const MAX_CANCELLED: usize = 100_000;
 
 impl Worker {
     fn new(shared: Arc<Shared>, notifier: Arc<dyn Notifier>, timer: Arc<dyn Timer>) -> Worker {
@@ -534,7 +574,7 @@ impl Worker {
             }
             let (merged, mut thread) = merge(&items);
             if thread.is_none() && !merged.incident.is_empty() {
-                thread = self.threads.get(&merged.incident).cloned();
+                thread = self.threads.get(&thread_key(&merged)).cloned();
             }
             if items.len() > 1 {
                 self.shared
@@ -552,6 +592,20 @@ impl Worker {
             });
         }
         let batch = st.inflight.as_mut().expect("set above");
+        {
+            let mut c = self.shared.cancelled.lock().expect("not poisoned");
+            if !c.is_empty() {
+                let before = batch.items.len();
+                batch.items.retain(|p| !c.remove(&p.n.id));
+                if batch.items.is_empty() {
+                    st.inflight = None;
+                    return;
+                }
+                if batch.items.len() != before {
+                    batch.merged = merge(&batch.items).0;
+                }
+            }
+        }
         batch.attempts += 1;
         let msg = Message {
             notification: &batch.merged,
@@ -576,7 +630,9 @@ impl Worker {
                     .and_then(|s| s.inflight.take())
                     .expect("in flight");
                 if let Some(t) = &receipt.thread {
-                    self.remember(&batch.merged.incident, t);
+                    if !batch.merged.incident.is_empty() {
+                        self.remember(thread_key(&batch.merged), t);
+                    }
                 }
                 let digest = batch.items.len();
                 self.shared
@@ -638,16 +694,13 @@ impl Worker {
         }
     }
 
-    fn remember(&mut self, incident: &str, thread: &str) {
-        if incident.is_empty() {
-            return;
-        }
+    fn remember(&mut self, key: String, thread: &str) {
         if self
             .threads
-            .insert(incident.to_string(), thread.to_string())
+            .insert(key.clone(), thread.to_string())
             .is_none()
         {
-            self.thread_order.push_back(incident.to_string());
+            self.thread_order.push_back(key);
             if self.thread_order.len() > MAX_THREADS {
                 if let Some(old) = self.thread_order.pop_front() {
                     self.threads.remove(&old);
@@ -655,6 +708,12 @@ impl Worker {
             }
         }
     }
+}
+
+/// A thread is one incident's messages to one target (a channel and a
+/// person's direct messages are different threads).
+fn thread_key(n: &Notification) -> String {
+    format!("{}\u{0}{}", n.incident, n.target.as_deref().unwrap_or(""))
 }
 
 /// The wait after the `attempts`th failure: `initial · 2^(attempts-1)`,

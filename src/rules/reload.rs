@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use crate::config::dispatch::load_dispatch;
+use crate::config::receivers::ReceiversConfig;
 use crate::config::{load_rules, yaml_files, RuleSet};
 use crate::kafka::dispatch::DispatchShared;
 use crate::kafka::sink::Sink;
@@ -25,6 +26,9 @@ pub struct Reloader {
     metrics: Metrics,
     /// The dispatch stage, when `klaxon run` runs one.
     dispatch: Mutex<Option<Arc<DispatchShared>>>,
+    /// The configured channels: a reload whose team files page an unknown
+    /// receiver or a bad target is rejected.
+    receivers: Mutex<Option<ReceiversConfig>>,
 }
 
 impl Reloader {
@@ -40,12 +44,18 @@ impl Reloader {
             sink,
             metrics,
             dispatch: Mutex::new(None),
+            receivers: Mutex::new(None),
         })
     }
 
     /// Reloads also reach the dispatch stage.
     pub fn also_dispatch(&self, d: Arc<DispatchShared>) {
         *self.dispatch.lock().expect("reloader") = Some(d);
+    }
+
+    /// Team files are checked against these receivers on every reload.
+    pub fn check_receivers(&self, receivers: ReceiversConfig) {
+        *self.receivers.lock().expect("reloader") = Some(receivers);
     }
 
     /// Compiles the rule files and hands the new set to the engine.
@@ -63,10 +73,24 @@ impl Reloader {
             (Ok(set), Ok(dispatch)) => Ok((set, dispatch)),
             (Err(mut a), Err(b)) => {
                 a.extend(b);
-                Err(a)
+                Err(a.iter().map(|e| e.to_string()).collect())
             }
-            (Err(e), _) | (_, Err(e)) => Err(e),
+            (Err(e), _) | (_, Err(e)) => Err(e.iter().map(|e| e.to_string()).collect()),
         };
+        let loaded =
+            loaded.and_then(
+                |(set, dispatch)| match &*self.receivers.lock().expect("reloader") {
+                    Some(r) => {
+                        let errors = r.check_teams(&dispatch.teams);
+                        if errors.is_empty() {
+                            Ok((set, dispatch))
+                        } else {
+                            Err(errors)
+                        }
+                    }
+                    None => Ok((set, dispatch)),
+                },
+            );
         match loaded {
             Ok((set, dispatch)) => {
                 if let Some(d) = &*self.dispatch.lock().expect("reloader") {
@@ -82,9 +106,8 @@ impl Reloader {
                 tracing::info!(rules = n, trigger = why, "rules reloaded");
                 Ok(n)
             }
-            Err(errors) => {
+            Err(text) => {
                 count("failure");
-                let text: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
                 for e in &text {
                     tracing::error!(trigger = why, "rejected reload: {e}");
                 }
