@@ -14,7 +14,7 @@ use klaxon::notify::time::ManualTimer;
 use klaxon::notify::{build, Deliverer, Failure, Outcome};
 use serde_json::Value;
 use tokio::sync::mpsc::UnboundedReceiver;
-use wiremock::matchers::method;
+use wiremock::matchers::{body_string_contains, method};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 struct Setup {
@@ -273,4 +273,46 @@ async fn unknown_receivers_are_reported() {
     let o = next(&mut s.out).await;
     assert_eq!(o.result, Err(Failure::UnknownReceiver));
     assert!(server.received_requests().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn withdrawn_notifications_are_neither_sent_nor_reported() {
+    let server = MockServer::start().await;
+    // The first one is refused until it is withdrawn; the rest go through.
+    Mock::given(method("POST"))
+        .and(body_string_contains("alert 1"))
+        .respond_with(ResponseTemplate::new(503))
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200))
+        .with_priority(2)
+        .mount(&server)
+        .await;
+    let mut s = setup(&server, "");
+    s.d.submit(note(1, Kind::Firing), None);
+    s.d.submit(note(2, Kind::Firing), None);
+    // n1 is being retried; n2 waits behind it (the same target).
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while bodies(&server).await.len() < 2 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await
+    .expect("n1 tried twice");
+    let ids: std::collections::BTreeSet<String> = ["n1".into(), "n2".into()].into();
+    assert_eq!(s.d.cancel(&ids), 1, "n2 was still queued");
+    s.d.submit(note(3, Kind::Firing), None);
+    let o = next(&mut s.out).await;
+    assert_eq!(o.id, "n3");
+    assert!(o.result.is_ok(), "{o:?}");
+    // The target is served in order: n1 was dropped before n3 went out.
+    assert!(s.out.try_recv().is_err(), "no outcome for withdrawn ones");
+    let sent = bodies(&server).await;
+    assert!(
+        !sent.iter().any(|b| b.to_string().contains("alert 2")),
+        "n2 never sent"
+    );
+    assert_eq!(s.d.queued("hook"), 0);
 }

@@ -843,6 +843,53 @@ mod tests {
         parse_receivers(Path::new("/etc/klaxon/klaxon.yaml"), &doc, &env)
     }
 
+    const BUNDLED_RECEIVERS: &str = "slack: { type: slack, token: { env: T }, default_channel: \"#alerts\" }\n\
+        email: { type: email, smtp: { host: localhost, port: 25, tls: none }, from: k@cloudmart.example }\n\
+        sms: { type: twilio, account_sid: AC00000000000000000000000000000000, auth_token: { env: T }, from: \"+15005550006\" }\n\
+        pagerduty: { type: webhook, url: \"https://hooks.cloudmart.example/pd\" }\n";
+
+    fn bundled_teams() -> BTreeMap<String, Team> {
+        let rules = Path::new(env!("CARGO_MANIFEST_DIR")).join("rules");
+        crate::config::dispatch::load_dispatch(&[rules])
+            .expect("bundled team files")
+            .teams
+    }
+
+    #[test]
+    fn team_files_are_checked_against_the_receivers() {
+        let r = load(BUNDLED_RECEIVERS, &[("T", "x")]).unwrap();
+        let mut teams = bundled_teams();
+        assert_eq!(r.check_teams(&teams), Vec::<String>::new());
+
+        // A tier's receiver that klaxon.yaml does not define.
+        let mut less = r.clone();
+        less.receivers.remove("sms");
+        let errors = less.check_teams(&teams);
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.starts_with("team `platform`: escalation tier 3")
+                    && e.contains("no receiver `sms` in klaxon.yaml")),
+            "{errors:?}"
+        );
+
+        // An on-call person's contact point the channel cannot use.
+        teams
+            .get_mut("platform")
+            .unwrap()
+            .people
+            .get_mut("lee")
+            .unwrap()
+            .contacts
+            .insert("sms".into(), "010-1234-5678".into());
+        let errors = r.check_teams(&teams);
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0].contains("`lee` on call in `primary`") && errors[0].contains("E.164"),
+            "{errors:?}"
+        );
+    }
+
     #[test]
     fn every_channel_parses() {
         let c = load(
