@@ -54,3 +54,71 @@ fn the_kubernetes_configmap_config_loads_with_its_secret() {
     assert_eq!(c.http_listen.port(), 9464);
     assert_eq!(c.http_listen.ip().to_string(), "0.0.0.0");
 }
+
+/// The commented `receivers:` and `http:` examples, uncommented, load and
+/// cover everything the bundled team files page.
+#[test]
+fn the_commented_receivers_example_serves_the_bundled_teams() {
+    let text = std::fs::read_to_string(workspace().join("deploy/klaxon.yaml")).unwrap();
+    let mut on = false;
+    let mut out = String::new();
+    for line in text.lines() {
+        if line.starts_with("# receivers:") {
+            on = true;
+        }
+        if line.starts_with("#   # ") {
+            continue;
+        }
+        let uncommented = if on {
+            line.strip_prefix("# ").unwrap_or(line)
+        } else {
+            line.strip_prefix("  # token:")
+                .map(|_| "  token: { env: KLAXON_HTTP_TOKEN }")
+                .unwrap_or(line)
+        };
+        out.push_str(uncommented);
+        out.push('\n');
+    }
+    assert!(on, "deploy/klaxon.yaml has a commented receivers example");
+    let dir = std::env::temp_dir().join(unique("klaxon-deploy"));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("smtp"), "pw\n").unwrap();
+    let out = out
+        .replace("/run/secrets/smtp", &dir.join("smtp").display().to_string())
+        .replace(
+            "rules: ../rules",
+            &format!("rules: {}", workspace().join("rules").display()),
+        )
+        .replace(
+            "- ../rules",
+            &format!("- {}", workspace().join("rules").display()),
+        );
+    let path = dir.join("klaxon.yaml");
+    std::fs::write(&path, &out).unwrap();
+    let env: BTreeMap<String, String> = [
+        "SLACK_BOT_TOKEN",
+        "TWILIO_AUTH_TOKEN",
+        "PAGERDUTY_WEBHOOK_URL",
+        "KLAXON_WEBHOOK_SECRET",
+        "KLAXON_HTTP_TOKEN",
+    ]
+    .iter()
+    .map(|k| {
+        let v = if k.ends_with("URL") {
+            "https://events.pagerduty.example/x".to_string()
+        } else {
+            format!("secret-{k}")
+        };
+        (k.to_string(), v)
+    })
+    .collect();
+    let c = load(&path, &env).unwrap_or_else(|e| panic!("{e}\n{out}"));
+    let names: Vec<&str> = c.receivers.receivers.keys().map(String::as_str).collect();
+    assert_eq!(names, ["email", "pagerduty", "slack", "sms"]);
+    assert!(c.api_token.is_some(), "http.token uncommented");
+    let rules: Vec<std::path::PathBuf> = vec![workspace().join("rules")];
+    let teams = klaxon::config::dispatch::load_dispatch(&rules)
+        .unwrap()
+        .teams;
+    assert_eq!(c.receivers.check_teams(&teams), Vec::<String>::new());
+}

@@ -309,7 +309,7 @@ impl ReceiversConfig {
             };
             for (i, tier) in policy.tiers.iter().enumerate() {
                 for t in &tier.targets {
-                    let place = format!("escalation tier {}", i + 1);
+                    let place = format!("escalation tier {i}");
                     match &t.to {
                         To::Receiver => check(place, &t.receiver, None),
                         To::Target(target) => check(place, &t.receiver, Some(target)),
@@ -868,7 +868,7 @@ mod tests {
         assert!(
             errors
                 .iter()
-                .any(|e| e.starts_with("team `platform`: escalation tier 3")
+                .any(|e| e.starts_with("team `platform`: escalation tier 2")
                     && e.contains("no receiver `sms` in klaxon.yaml")),
             "{errors:?}"
         );
