@@ -109,12 +109,17 @@ impl GroupVal {
     }
 }
 
+/// How long (event time) a series in `ok` without events is kept.
+pub const QUIET_SERIES_TTL: Millis = 24 * 3_600_000;
+
 struct Series {
     key: Box<[GroupVal]>,
     labels: Ordered<String>,
     fingerprint: String,
     /// The first period this series had events in; it has no datapoints before.
     first_period: Millis,
+    /// The end of the last period that had events.
+    last_data: Millis,
     bins: Bins,
     tracker: Tracker,
     /// The computed values (by `compute` index) of the most recent period
@@ -453,6 +458,7 @@ impl RuleRuntime {
                     key,
                     labels,
                     first_period: start,
+                    last_data: start,
                     bins: Bins::default(),
                     tracker: Tracker::default(),
                     last_values: Vec::new(),
@@ -491,14 +497,17 @@ impl RuleRuntime {
                 }
                 let dp = match s.bins.take(start) {
                     None => Datapoint::Missing,
-                    Some(states) => evaluate(
-                        rule,
-                        &states,
-                        &s.labels,
-                        secs,
-                        &mut scratch,
-                        &mut s.last_values,
-                    ),
+                    Some(states) => {
+                        s.last_data = end;
+                        evaluate(
+                            rule,
+                            &states,
+                            &s.labels,
+                            secs,
+                            &mut scratch,
+                            &mut s.last_values,
+                        )
+                    }
                 };
                 self.stats.evaluations += 1;
                 if let Some((previous, state)) = s.tracker.push(&rule.policy, dp) {
@@ -537,10 +546,19 @@ impl RuleRuntime {
             }
             // A series that has gone quiet for the whole range in
             // insufficient_data holds nothing: forget it until it returns.
+            // One quiet for a day in `ok` (a terminated instance, under
+            // `not_breaching` or `ignore`, stays `ok` for ever) is
+            // forgotten too; if it returns, it starts over in
+            // insufficient_data, as a new CloudWatch alarm would. An
+            // alarming series is kept: its alarm still means something.
             bucket.retain(|s| {
-                !(s.bins.is_empty()
-                    && s.tracker.state() == AlarmState::InsufficientData
-                    && s.tracker.is_idle(&rule.policy))
+                let quiet = s.bins.is_empty() && s.tracker.is_idle(&rule.policy);
+                let forget = match s.tracker.state() {
+                    AlarmState::InsufficientData => true,
+                    AlarmState::Ok => end - s.last_data >= QUIET_SERIES_TTL,
+                    AlarmState::Alarm => false,
+                };
+                !(quiet && forget)
             });
         }
         self.series.retain(|_, b| !b.is_empty());
@@ -637,5 +655,81 @@ fn datapoint(breaching: Option<bool>) -> Datapoint {
         Some(true) => Datapoint::Breaching,
         Some(false) => Datapoint::NotBreaching,
         None => Datapoint::Missing,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::rules::compile_file;
+    use crate::config::yaml;
+    use crate::decode::{Decoder, JsonDecoder};
+
+    /// One rule over `cpu` per host, 1-minute periods, 1 of 1, with the
+    /// given missing-data treatment.
+    fn engine(treat: &str) -> Engine {
+        let text = format!(
+            "team: t\nrules:\n  - name: Hot\n    signal: metric\n    where: name == \"cpu\"\n    \
+             group_by: [host]\n    period: 1m\n    compute: {{ cpu: avg(value) }}\n    condition: cpu > 80\n    \
+             evaluation_periods: 1\n    treat_missing_data: {treat}\n"
+        );
+        let doc = yaml::parse(&text).unwrap();
+        let rules = compile_file(std::path::Path::new("t.yaml"), &doc).unwrap();
+        Engine::new(RuleSet { rules }, Options::with_lateness(0))
+    }
+
+    fn feed(e: &mut Engine, at: Millis, host: &str, value: f64) -> Vec<StateChange> {
+        let line = format!(
+            r#"{{"kind":"metric","time":{at},"name":"cpu","value":{value},"labels":{{"host":"{host}"}}}}"#
+        );
+        let ev = JsonDecoder.decode(line.as_bytes()).unwrap();
+        let mut out = Vec::new();
+        e.ingest(&ev, &mut out);
+        out
+    }
+
+    fn hosts(e: &Engine) -> Vec<String> {
+        e.states("Hot")
+            .into_iter()
+            .map(|(labels, _)| labels.0[0].1.clone())
+            .collect()
+    }
+
+    const MIN: Millis = 60_000;
+
+    #[test]
+    fn quiet_series_are_forgotten_after_a_day_unless_alarming() {
+        // `ignore`: a quiet series keeps its state for ever.
+        let mut e = engine("ignore");
+        feed(&mut e, 0, "gone", 10.0); // ok, then never again
+        feed(&mut e, 0, "hot", 95.0); // alarm, then never again
+                                      // `live` reports every minute for a day and more, moving time on.
+        let mut t = 0;
+        while t <= QUIET_SERIES_TTL - 2 * MIN {
+            feed(&mut e, t, "live", 10.0);
+            t += MIN;
+        }
+        assert_eq!(hosts(&e), ["gone", "hot", "live"], "not yet a day");
+        while t <= QUIET_SERIES_TTL + 2 * MIN {
+            feed(&mut e, t, "live", 10.0);
+            t += MIN;
+        }
+        assert_eq!(
+            hosts(&e),
+            ["hot", "live"],
+            "`gone` (ok) is forgotten; `hot` keeps its alarm"
+        );
+        let states: Vec<AlarmState> = e.states("Hot").into_iter().map(|(_, s)| s).collect();
+        assert_eq!(states, [AlarmState::Alarm, AlarmState::Ok]);
+
+        // Back after all: it starts over, like a new alarm.
+        let mut out = feed(&mut e, t, "gone", 10.0);
+        out.extend(feed(&mut e, t + 2 * MIN, "live", 10.0));
+        let back: Vec<(AlarmState, AlarmState)> = out
+            .iter()
+            .filter(|c| c.labels.0[0].1 == "gone")
+            .map(|c| (c.previous, c.state))
+            .collect();
+        assert_eq!(back, [(AlarmState::InsufficientData, AlarmState::Ok)]);
     }
 }
