@@ -17,6 +17,12 @@
 //! A request that fails either check gets `401` and nothing happens. The
 //! clock is passed in (`now`), so tests control the window.
 //!
+//! Slack ignores the body of the answer to a button click, so the outcome
+//! goes to the click's `response_url`: on success the message is replaced
+//! by itself without the button and with "Acknowledged by …" (everyone in
+//! the channel sees it); a refused ack (already acknowledged, resolved,
+//! unknown) is shown to the clicking user only.
+//!
 //! Mount it with [`interactions`] at [`PATH`].
 
 use std::sync::Arc;
@@ -38,7 +44,7 @@ use crate::model::Millis;
 /// Where the API router mounts [`interactions`].
 pub const PATH: &str = "/api/v1/slack/interactions";
 /// The button's `action_id` (the Slack notifier sets it).
-pub const ACK_ACTION: &str = "klaxon_ack";
+pub const ACK_ACTION: &str = crate::notify::slack::ACK_ACTION_ID;
 /// How far a request's timestamp may be from now.
 pub const MAX_SKEW_MS: Millis = 5 * 60_000;
 
@@ -158,6 +164,11 @@ struct Payload {
     #[serde(default)]
     user: User,
     #[serde(default)]
+    response_url: Option<String>,
+    /// The message the button is in (its blocks, to re-post without it).
+    #[serde(default)]
+    message: Option<serde_json::Value>,
+    #[serde(default)]
     actions: Vec<Action>,
 }
 
@@ -187,9 +198,23 @@ pub struct AckClick {
     pub by: String,
 }
 
+/// A verified `block_actions` request: its ack clicks, and where and what
+/// to answer.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Interaction {
+    pub clicks: Vec<AckClick>,
+    pub response_url: Option<String>,
+    pub message: Option<serde_json::Value>,
+}
+
 /// The ack clicks of a verified body (`payload=…`); empty when the
 /// request is another interaction.
 pub fn parse(body: &[u8]) -> Result<Vec<AckClick>, SlackError> {
+    parse_interaction(body).map(|i| i.clicks)
+}
+
+/// [`parse`], with the click's `response_url` and message.
+pub fn parse_interaction(body: &[u8]) -> Result<Interaction, SlackError> {
     let payload = form_urlencoded::parse(body)
         .find(|(k, _)| k == "payload")
         .map(|(_, v)| v.into_owned())
@@ -200,7 +225,7 @@ pub fn parse(body: &[u8]) -> Result<Vec<AckClick>, SlackError> {
         SlackError::new(SlackErrorKind::BadPayload, format!("bad payload JSON: {e}"))
     })?;
     if p.kind != "block_actions" {
-        return Ok(Vec::new());
+        return Ok(Interaction::default());
     }
     let who = p
         .user
@@ -212,7 +237,8 @@ pub fn parse(body: &[u8]) -> Result<Vec<AckClick>, SlackError> {
         Some(name) => format!("@{name} (Slack {})", p.user.id),
         None => format!("Slack {}", p.user.id),
     };
-    Ok(p.actions
+    let clicks = p
+        .actions
         .into_iter()
         .filter(|a| a.action_id == ACK_ACTION)
         .filter_map(|a| a.value.filter(|v| !v.is_empty()))
@@ -220,7 +246,90 @@ pub fn parse(body: &[u8]) -> Result<Vec<AckClick>, SlackError> {
             incident,
             by: by.clone(),
         })
-        .collect())
+        .collect();
+    Ok(Interaction {
+        clicks,
+        response_url: p.response_url.filter(|u| !u.is_empty()),
+        message: p.message,
+    })
+}
+
+/// What to post to the `response_url` after the acks: for each success,
+/// the original message without its Acknowledge button and with who
+/// acknowledged (or, without the message, a line in the channel); for
+/// each refusal, a line for the clicking user only.
+pub fn follow_ups(
+    message: Option<&serde_json::Value>,
+    results: &[(AckClick, Result<String, String>)],
+) -> Vec<serde_json::Value> {
+    use serde_json::json;
+    let mut out = Vec::new();
+    for (click, result) in results {
+        match result {
+            Ok(by) => {
+                let line = format!(":white_check_mark: Acknowledged by {by}; escalation stopped.");
+                let blocks = message
+                    .and_then(|m| m.get("blocks"))
+                    .and_then(|b| b.as_array());
+                match blocks {
+                    Some(blocks) => {
+                        let mut kept: Vec<serde_json::Value> = blocks
+                            .iter()
+                            .filter(|b| !has_ack_button(b))
+                            .cloned()
+                            .collect();
+                        kept.push(json!({
+                            "type": "context",
+                            "elements": [{"type": "mrkdwn", "text": line}],
+                        }));
+                        let text = message
+                            .and_then(|m| m.get("text"))
+                            .cloned()
+                            .unwrap_or_else(|| json!(line));
+                        out.push(json!({
+                            "replace_original": true,
+                            "text": text,
+                            "blocks": kept,
+                        }));
+                    }
+                    None => out.push(json!({
+                        "response_type": "in_channel",
+                        "replace_original": false,
+                        "text": format!("Incident {}: {line}", click.incident),
+                    })),
+                }
+            }
+            Err(reason) => out.push(json!({
+                "response_type": "ephemeral",
+                "replace_original": false,
+                "text": format!("Could not acknowledge {}: {reason}", click.incident),
+            })),
+        }
+    }
+    out
+}
+
+fn has_ack_button(block: &serde_json::Value) -> bool {
+    block["type"] == "actions"
+        && block["elements"]
+            .as_array()
+            .is_some_and(|els| els.iter().any(|e| e["action_id"] == ACK_ACTION))
+}
+
+/// A `response_url` klaxon will post to: https, or http on loopback (a
+/// test double).
+fn allowed_response_url(u: &str) -> bool {
+    let Ok(url) = url::Url::parse(u) else {
+        return false;
+    };
+    match url.scheme() {
+        "https" => true,
+        "http" => matches!(
+            url.host_str(),
+            Some("127.0.0.1") | Some("localhost") | Some("[::1]")
+        ),
+        _ => false,
+    }
 }
 
 /// A clock for the handler (wall time in `klaxon run`, fixed in tests).
@@ -231,6 +340,9 @@ struct SlackState {
     backend: Arc<dyn Backend>,
     secret: Secret,
     clock: Clock,
+    /// For the `response_url` follow-ups (`None`: the client could not be
+    /// built; acks still work, without the follow-up).
+    http: Option<reqwest::Client>,
 }
 
 impl std::fmt::Debug for SlackState {
@@ -256,7 +368,7 @@ async fn handle(State(st): State<SlackState>, headers: HeaderMap, body: Bytes) -
         let body = serde_json::json!({"kind": "unauthorized", "message": e.message});
         return (StatusCode::UNAUTHORIZED, Json(body)).into_response();
     }
-    let clicks = match parse(&body) {
+    let interaction = match parse_interaction(&body) {
         Ok(c) => c,
         Err(e) => {
             let body = serde_json::json!({"kind": "bad_request", "message": e.message});
@@ -264,24 +376,55 @@ async fn handle(State(st): State<SlackState>, headers: HeaderMap, body: Bytes) -
         }
     };
     let mut lines = Vec::new();
-    for c in clicks {
+    let mut results = Vec::new();
+    for c in interaction.clicks {
         // Slack shows a warning to the user for anything but 200, so a
         // refused ack (already acked, resolved, unknown) is a 200 with the
         // reason, shown only to them.
         match st.backend.ack(c.incident.clone(), c.by.clone()).await {
-            Ok(inc) => lines.push(format!(
-                "Incident {} acknowledged by {}; escalation stopped.",
-                inc.id,
-                inc.acked_by.as_deref().unwrap_or(&c.by)
-            )),
-            Err(e) => lines.push(format!(
-                "Could not acknowledge {}: {}",
-                c.incident, e.message
-            )),
+            Ok(inc) => {
+                let by = inc.acked_by.clone().unwrap_or_else(|| c.by.clone());
+                lines.push(format!(
+                    "Incident {} acknowledged by {by}; escalation stopped.",
+                    inc.id
+                ));
+                results.push((c, Ok(by)));
+            }
+            Err(e) => {
+                lines.push(format!(
+                    "Could not acknowledge {}: {}",
+                    c.incident, e.message
+                ));
+                results.push((c, Err(e.message)));
+            }
         }
     }
     if lines.is_empty() {
         return StatusCode::OK.into_response();
+    }
+    match (interaction.response_url, st.http.clone()) {
+        (Some(url), Some(http)) if allowed_response_url(&url) => {
+            let bodies = follow_ups(interaction.message.as_ref(), &results);
+            // Slack wants the 200 within 3 s; the follow-up goes after it.
+            tokio::spawn(async move {
+                for body in bodies {
+                    match http.post(&url).json(&body).send().await {
+                        Ok(r) if r.status().is_success() => {}
+                        // The URL is a capability: never logged.
+                        Ok(r) => {
+                            tracing::warn!(status = %r.status(), "Slack refused the acknowledgement follow-up")
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e.without_url(), "cannot post the acknowledgement follow-up to Slack")
+                        }
+                    }
+                }
+            });
+        }
+        (Some(url), Some(_)) if !allowed_response_url(&url) => tracing::warn!(
+            "a Slack click with a response_url that is neither https nor loopback; no follow-up"
+        ),
+        _ => {}
     }
     reply(StatusCode::OK, lines.join("\n"))
 }
@@ -292,10 +435,14 @@ pub fn interactions<S>(backend: Arc<dyn Backend>, secret: Secret, clock: Clock) 
 where
     S: Clone + Send + Sync + 'static,
 {
+    let http = crate::notify::http_client(std::time::Duration::from_secs(10))
+        .map_err(|e| tracing::warn!(error = %e, "no HTTP client for Slack follow-ups; acks work without them"))
+        .ok();
     post(handle).with_state(SlackState {
         backend,
         secret,
         clock,
+        http,
     })
 }
 
@@ -415,6 +562,153 @@ mod tests {
         );
     }
 
+    /// A klaxon Slack message: header, an alert, the Acknowledge button.
+    fn klaxon_message() -> serde_json::Value {
+        serde_json::json!({
+            "type": "message", "ts": "1767225600.000100",
+            "text": "[ALARM] HostHot web-1 (ops)",
+            "blocks": [
+                {"type": "header", "text": {"type": "plain_text", "text": "[ALARM] HostHot web-1 (ops)"}},
+                {"type": "section", "text": {"type": "mrkdwn", "text": "CPU 95% on web-1"}},
+                {"type": "actions", "elements": [
+                    {"type": "button", "action_id": "klaxon_ack", "value": "inc-1",
+                     "text": {"type": "plain_text", "text": "Acknowledge"}}
+                ]}
+            ]
+        })
+    }
+
+    fn click(incident: &str, response_url: &str) -> String {
+        let payload = serde_json::json!({
+            "type": "block_actions",
+            "user": {"id": "U123", "username": "kim", "name": "kim"},
+            "response_url": response_url,
+            "message": klaxon_message(),
+            "actions": [{"action_id": "klaxon_ack", "block_id": "b", "value": incident, "type": "button"}],
+        });
+        form_urlencoded::Serializer::new(String::new())
+            .append_pair("payload", &payload.to_string())
+            .finish()
+    }
+
+    #[test]
+    fn follow_ups_replace_the_button_or_tell_the_clicker_why_not() {
+        let c = |inc: &str| AckClick {
+            incident: inc.into(),
+            by: "@kim (Slack U123)".into(),
+        };
+        let msg = klaxon_message();
+        let out = follow_ups(
+            Some(&msg),
+            &[
+                (c("inc-1"), Ok("@kim (Slack U123)".into())),
+                (
+                    c("inc-2"),
+                    Err("incident inc-2 is already acknowledged by lee".into()),
+                ),
+            ],
+        );
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[0]["replace_original"], true);
+        assert_eq!(out[0]["text"], "[ALARM] HostHot web-1 (ops)");
+        let blocks = out[0]["blocks"].as_array().unwrap();
+        let kinds: Vec<&str> = blocks.iter().map(|b| b["type"].as_str().unwrap()).collect();
+        assert_eq!(
+            kinds,
+            ["header", "section", "context"],
+            "the button is gone"
+        );
+        assert!(blocks[2]["elements"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("Acknowledged by @kim (Slack U123)"));
+        assert_eq!(out[1]["response_type"], "ephemeral");
+        assert_eq!(out[1]["replace_original"], false);
+        assert!(out[1]["text"]
+            .as_str()
+            .unwrap()
+            .contains("already acknowledged by lee"));
+        // Without the message: a line in the channel.
+        let out = follow_ups(None, &[(c("inc-1"), Ok("@kim (Slack U123)".into()))]);
+        assert_eq!(out[0]["response_type"], "in_channel");
+        assert!(out[0]["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("Incident inc-1: "));
+    }
+
+    #[test]
+    fn only_https_or_loopback_response_urls_are_used() {
+        assert!(allowed_response_url(
+            "https://hooks.slack.com/actions/T1/2/x"
+        ));
+        assert!(allowed_response_url("http://127.0.0.1:8080/actions"));
+        assert!(!allowed_response_url(
+            "http://hooks.slack.com/actions/T1/2/x"
+        ));
+        assert!(!allowed_response_url("file:///etc/passwd"));
+        assert!(!allowed_response_url("not a url"));
+    }
+
+    #[test]
+    fn a_click_gets_its_follow_up_on_the_response_url() {
+        use wiremock::matchers::{method, path};
+        use wiremock::{Mock, MockServer, ResponseTemplate};
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let server = MockServer::start().await;
+            Mock::given(method("POST"))
+                .and(path("/actions/T1/42/abc"))
+                .respond_with(ResponseTemplate::new(200))
+                .mount(&server)
+                .await;
+            let url = format!("{}/actions/T1/42/abc", server.uri());
+            let (status, _, acks) = send(request(&click("inc-1", &url), NOW, SECRET)).await;
+            assert_eq!(status, StatusCode::OK);
+            assert_eq!(acks.len(), 1);
+            let (_, _, acks) = send(request(&click("inc-9", &url), NOW, SECRET)).await;
+            assert!(acks.is_empty());
+            // The follow-ups are posted after the answer: wait for both.
+            let got = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+                loop {
+                    let r = server.received_requests().await.unwrap();
+                    if r.len() >= 2 {
+                        return r;
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                }
+            })
+            .await
+            .expect("two follow-ups");
+            let bodies: Vec<serde_json::Value> = got
+                .iter()
+                .map(|r| serde_json::from_slice(&r.body).unwrap())
+                .collect();
+            let replaced = bodies
+                .iter()
+                .find(|b| b["replace_original"] == true)
+                .unwrap();
+            assert!(replaced
+                .to_string()
+                .contains("Acknowledged by @kim (Slack U123)"));
+            assert!(
+                !replaced.to_string().contains("klaxon_ack"),
+                "no button left"
+            );
+            let refused = bodies
+                .iter()
+                .find(|b| b["response_type"] == "ephemeral")
+                .unwrap();
+            assert!(refused["text"]
+                .as_str()
+                .unwrap()
+                .contains("Could not acknowledge inc-9"));
+        });
+    }
+
     #[test]
     fn a_valid_request_acknowledges_as_the_user() {
         let (status, text, acks) =
@@ -503,6 +797,7 @@ mod tests {
             backend: Arc::new(Acks::default()),
             secret: Secret::new(SECRET),
             clock: Arc::new(|| NOW),
+            http: None,
         };
         let dbg = format!("{st:?}");
         assert!(!dbg.contains(SECRET), "{dbg}");
