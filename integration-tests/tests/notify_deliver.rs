@@ -315,4 +315,10 @@ async fn withdrawn_notifications_are_neither_sent_nor_reported() {
         "n2 never sent"
     );
     assert_eq!(s.d.queued("hook"), 0);
+
+    // Its partition comes back: submitted again, it is sent after all.
+    s.d.submit(note(2, Kind::Firing), None);
+    let o = next(&mut s.out).await;
+    assert_eq!(o.id, "n2");
+    assert!(o.result.is_ok(), "{o:?}");
 }

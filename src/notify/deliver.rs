@@ -248,6 +248,9 @@ impl Deliverer {
             });
             return;
         };
+        // Submitted again (its partition came back): an earlier withdrawal
+        // no longer applies.
+        shared.cancelled.lock().expect("not poisoned").remove(&n.id);
         let shed = {
             let mut q = shared.queue.lock().expect("not poisoned");
             let shed = if q.len >= shared.delivery.max_queue {
@@ -306,33 +309,39 @@ impl Deliverer {
     /// No outcome is reported for a withdrawn notification. Returns how
     /// many were still queued.
     pub fn cancel(&self, ids: &BTreeSet<String>) -> usize {
-        let mut dropped = 0;
+        let mut queued = BTreeSet::new();
         for shared in self.receivers.values() {
-            {
-                let mut q = shared.queue.lock().expect("not poisoned");
-                let mut removed = 0;
-                q.targets.retain(|_, v| {
-                    let before = v.len();
-                    v.retain(|p| !ids.contains(&p.n.id));
-                    removed += before - v.len();
-                    !v.is_empty()
+            let mut q = shared.queue.lock().expect("not poisoned");
+            let mut removed = 0;
+            q.targets.retain(|_, v| {
+                v.retain(|p| {
+                    let keep = !ids.contains(&p.n.id);
+                    if !keep {
+                        queued.insert(p.n.id.clone());
+                        removed += 1;
+                    }
+                    keep
                 });
-                q.len -= removed;
-                dropped += removed;
-                shared
-                    .metrics
-                    .notify_queued
-                    .get_or_create(&shared.label())
-                    .set(q.len as i64);
-            }
+                !v.is_empty()
+            });
+            q.len -= removed;
+            shared
+                .metrics
+                .notify_queued
+                .get_or_create(&shared.label())
+                .set(q.len as i64);
+        }
+        // The others may be in a batch being retried: its worker drops them
+        // before the next attempt.
+        for shared in self.receivers.values() {
             let mut c = shared.cancelled.lock().expect("not poisoned");
             if c.len() > MAX_CANCELLED {
                 // Ids of batches long finished; the newest set still works.
                 c.clear();
             }
-            c.extend(ids.iter().cloned());
+            c.extend(ids.difference(&queued).cloned());
         }
-        dropped
+        queued.len()
     }
 
     /// The outcomes, once (later calls return `None`).
