@@ -5,7 +5,7 @@
 
 Checks that every YAML file under deploy/ parses, that the Kubernetes
 manifests are well-formed and agree with each other and with the repository
-(rules ConfigMap = rules/cloudmart/*.yaml byte for byte, embedded config =
+(rules ConfigMap = rules/**/*.yaml but the unit tests, byte for byte, embedded config =
 deploy/klaxon.yaml's keys), and sanity-checks the Dockerfile, compose file
 and systemd unit. --extract-config writes the klaxon.yaml embedded in
 kubernetes/configmap-config.yaml to PATH, for klaxon's own config loader.
@@ -27,7 +27,7 @@ except ImportError:
 DEPLOY = Path(__file__).resolve().parent
 ROOT = DEPLOY.parent
 K8S = DEPLOY / "kubernetes"
-RULES = ROOT / "rules" / "cloudmart"
+RULES = ROOT / "rules"
 EXAMPLE_CONFIG = DEPLOY / "klaxon.yaml"
 
 PROBES = {"livenessProbe": "/healthz", "readinessProbe": "/readyz"}
@@ -175,14 +175,20 @@ def check_rules_configmap(c, objects):
         c.fail(path, "no ConfigMap klaxon-rules")
         return
     data = cm.get("data") or {}
-    files = {p.name: p for p in sorted(RULES.glob("*.yaml"))}
+    # Every YAML file under rules/ but the unit tests, keyed by its path
+    # with / as . (a ConfigMap is flat).
+    files = {
+        str(p.relative_to(RULES)).replace("/", "."): p
+        for p in sorted(RULES.rglob("*.yaml"))
+        if "tests" not in p.relative_to(RULES).parts
+    }
     regen = "; run deploy/kubernetes/gen-rules-configmap.sh"
     if set(data) != set(files):
         extra, lacking = sorted(set(data) - set(files)), sorted(set(files) - set(data))
         detail = "; ".join(
             s for s in (extra and f"not in {rel(RULES)}: {', '.join(extra)}",
                         lacking and f"missing: {', '.join(lacking)}") if s)
-        c.fail(path, f"klaxon-rules keys differ from {rel(RULES)}/*.yaml ({detail}){regen}")
+        c.fail(path, f"klaxon-rules keys differ from {rel(RULES)}/**/*.yaml ({detail}){regen}")
     for name in sorted(set(data) & set(files)):
         want = files[name].read_bytes().decode("utf-8", errors="replace")
         got = data[name]

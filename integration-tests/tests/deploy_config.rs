@@ -122,3 +122,41 @@ fn the_commented_receivers_example_serves_the_bundled_teams() {
         .teams;
     assert_eq!(c.receivers.check_teams(&teams), Vec::<String>::new());
 }
+
+/// The rules ConfigMap, mounted as one flat folder, loads to the same
+/// rules, teams, silences, inhibit rules and routes as `rules/`.
+#[test]
+fn the_kubernetes_rules_configmap_is_the_whole_rules_folder() {
+    let text = std::fs::read_to_string(workspace().join("deploy/kubernetes/configmap-rules.yaml"))
+        .unwrap();
+    let doc = yaml::parse(&text).unwrap();
+    let data = doc.get("data").and_then(|d| d.as_map()).expect("data");
+    let dir = std::env::temp_dir().join(unique("klaxon-k8s-rules"));
+    std::fs::create_dir_all(&dir).unwrap();
+    for (k, v) in data {
+        std::fs::write(dir.join(k.as_str().unwrap()), v.as_str().unwrap()).unwrap();
+    }
+    let here = [workspace().join("rules")];
+    let mounted = [dir];
+    let rules = |p: &[std::path::PathBuf]| {
+        let mut names: Vec<String> = klaxon::config::load_rules(p)
+            .unwrap()
+            .rules
+            .into_iter()
+            .map(|r| r.name)
+            .collect();
+        names.sort();
+        names
+    };
+    assert_eq!(rules(&mounted), rules(&here));
+    let (a, b) = (
+        klaxon::config::dispatch::load_dispatch(&mounted).unwrap(),
+        klaxon::config::dispatch::load_dispatch(&here).unwrap(),
+    );
+    assert_eq!(a.teams, b.teams);
+    assert_eq!(a.inhibit_rules.len(), b.inhibit_rules.len());
+    assert_eq!(a.routes.len(), b.routes.len());
+    assert_eq!(a.silences.len(), b.silences.len());
+    assert_eq!(a.windows.len(), b.windows.len());
+    assert!(!a.teams.is_empty() && !a.routes.is_empty());
+}
