@@ -103,6 +103,10 @@ pub enum Command {
         /// Print the events as JSON lines instead of sending them.
         #[arg(long)]
         stdout: bool,
+        /// A librdkafka producer property, e.g. `-X security.protocol=SASL_SSL`
+        /// (repeatable; overrides klaxon's defaults).
+        #[arg(short = 'X', long = "property", value_name = "KEY=VALUE")]
+        property: Vec<String>,
     },
     /// Print a topic's messages from the beginning, one per line: alert
     /// state changes, or dead letters with their reason.
@@ -238,7 +242,15 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             series,
             start,
             stdout,
+            property,
         } => {
+            let mut properties = Vec::new();
+            for p in property {
+                let Some((k, v)) = p.split_once('=') else {
+                    anyhow::bail!("-X {p}: expected KEY=VALUE");
+                };
+                properties.push((k.trim().to_string(), v.to_string()));
+            }
             let start = match start {
                 None => None,
                 Some(s) => Some(
@@ -258,6 +270,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
                 series,
                 start,
                 stdout,
+                properties,
             })
         }
     }

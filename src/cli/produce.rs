@@ -33,16 +33,22 @@ pub struct Args {
     pub start: Option<Millis>,
     /// Write the events to standard output instead of Kafka.
     pub stdout: bool,
+    /// librdkafka properties (`-X`), applied over the defaults.
+    pub properties: Vec<(String, String)>,
 }
 
 pub fn run(a: Args) -> anyhow::Result<i32> {
-    let producer: BaseProducer = ClientConfig::new()
+    let mut config = ClientConfig::new();
+    config
         .set("bootstrap.servers", &a.brokers)
         .set("linger.ms", "10")
         .set("batch.num.messages", "10000")
         .set("queue.buffering.max.messages", "1000000")
-        .set("acks", "all")
-        .create()?;
+        .set("acks", "all");
+    for (k, v) in &a.properties {
+        config.set(k, v);
+    }
+    let producer: BaseProducer = config.create()?;
     let started = Instant::now();
     let mut sent = 0u64;
     let mut skipped = 0u64;
