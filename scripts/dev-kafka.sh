@@ -37,10 +37,10 @@ create_topics() {
   for t in "${TOPICS[@]}"; do
     tansu topic create "$t" --partitions "$PARTITIONS" --broker "$BROKER" >/dev/null 2>&1 || true
   done
-  for t in klaxon.dlq klaxon.silences; do
+  for t in klaxon.dlq klaxon.silences klaxon.checkpoints; do
     tansu topic create "$t" --partitions 1 --broker "$BROKER" >/dev/null 2>&1 || true
   done
-  echo "dev-kafka: topics ${TOPICS[*]} ($PARTITIONS partitions), klaxon.dlq and klaxon.silences" >&2
+  echo "dev-kafka: topics ${TOPICS[*]} ($PARTITIONS partitions), klaxon.dlq, klaxon.silences and klaxon.checkpoints" >&2
 }
 
 start() {

@@ -325,6 +325,11 @@ fn wait_timeout(c: &mut Child, timeout: Duration) -> Option<std::process::ExitSt
 
 /// `klaxon produce` of `lines` into the test's topics.
 pub fn produce(brokers: &str, topics: &Topics, lines: &[String]) {
+    produce_with(brokers, topics, lines, &[]);
+}
+
+/// [`produce`], with extra `klaxon produce` arguments.
+pub fn produce_with(brokers: &str, topics: &Topics, lines: &[String], extra: &[String]) {
     let dir = std::env::temp_dir().join(unique("klaxon-in"));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("events.jsonl");
@@ -335,6 +340,7 @@ pub fn produce(brokers: &str, topics: &Topics, lines: &[String]) {
         .args(["--metrics-topic", &topics.metrics])
         .args(["--logs-topic", &topics.logs])
         .args(["--spans-topic", &topics.spans])
+        .args(extra)
         .output()
         .unwrap();
     assert!(
@@ -685,12 +691,23 @@ pub fn last_event_time(lines: &[String]) -> i64 {
         .unwrap()
 }
 
+/// A broker behaviour that breaks an exact hand-over, found by [`broker_quirks`].
+#[derive(Debug, Clone)]
+pub enum Quirk {
+    /// A fetch from an offset inside a record batch returns nothing (tansu
+    /// 0.6): worked around by producing single-record batches.
+    ResumeInsideBatch(String),
+    /// OffsetFetch returns no commit metadata (tansu 0.6): worked around by
+    /// `kafka.checkpoints_topic`.
+    DropsCommitMetadata(String),
+}
+
 /// What the broker under test gets wrong that a consumer-group handover
 /// depends on (empty: nothing found). Two checks on a fresh one-partition
 /// topic: a fetch from an offset inside a record batch must return the
 /// rest of that batch, and a committed offset's metadata must come back
 /// from OffsetFetch (klaxon keeps its watermark there).
-pub fn broker_quirks(broker: &TestBroker) -> Vec<String> {
+pub fn broker_quirks(broker: &TestBroker) -> Vec<Quirk> {
     use rdkafka::consumer::CommitMode;
     use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
     let brokers = &broker.bootstrap;
@@ -727,10 +744,10 @@ pub fn broker_quirks(broker: &TestBroker) -> Vec<String> {
     }
     let mut quirks = Vec::new();
     if got.first() != Some(&5) {
-        quirks.push(format!(
+        quirks.push(Quirk::ResumeInsideBatch(format!(
             "a fetch from offset 5 of a 10-message record batch returned offsets {got:?}, not 5..=9: \
              a member that resumes at a committed offset inside a batch skips the rest of that batch"
-        ));
+        )));
     }
     tpl.find_partition(&topic, 0)
         .unwrap()
@@ -739,10 +756,10 @@ pub fn broker_quirks(broker: &TestBroker) -> Vec<String> {
     let back = committed(brokers, &group, &[&topic]);
     let meta = back.first().map(|c| c.metadata.clone()).unwrap_or_default();
     if meta != "klaxon/1 wm=123" {
-        quirks.push(format!(
+        quirks.push(Quirk::DropsCommitMetadata(format!(
             "commit metadata does not round-trip (committed \"klaxon/1 wm=123\", OffsetFetch returned {meta:?}): \
              the next owner cannot tell which periods were published and publishes again from the commit point"
-        ));
+        )));
     }
     quirks
 }
@@ -755,6 +772,10 @@ pub fn broker_quirks(broker: &TestBroker) -> Vec<String> {
 pub struct TestBroker {
     pub bootstrap: String,
     mock: Option<rdkafka::mocking::MockCluster<'static, rdkafka::producer::DefaultProducerContext>>,
+    /// Extra `klaxon produce` arguments, for this broker's quirks.
+    pub produce_args: Vec<String>,
+    /// Extra environment of `klaxon run` members, for this broker's quirks.
+    pub run_env: Vec<(String, String)>,
 }
 
 impl TestBroker {
@@ -767,6 +788,8 @@ impl TestBroker {
             TestBroker {
                 bootstrap: b,
                 mock: None,
+                produce_args: Vec::new(),
+                run_env: Vec::new(),
             }
         }
     }
@@ -777,7 +800,25 @@ impl TestBroker {
         TestBroker {
             bootstrap: mock.bootstrap_servers(),
             mock: Some(mock),
+            produce_args: Vec::new(),
+            run_env: Vec::new(),
         }
+    }
+
+    /// `klaxon produce` of `lines` into `topics`, with [`Self::produce_args`].
+    pub fn produce(&self, topics: &Topics, lines: &[String]) {
+        produce_with(&self.bootstrap, topics, lines, &self.produce_args);
+    }
+
+    /// `klaxon run` with `config`, [`Self::run_env`] and `extra_env`.
+    pub fn spawn_run(&self, config: &Path, extra_env: &[(&str, &str)]) -> Member {
+        let mut env: Vec<(&str, &str)> = self
+            .run_env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        env.extend_from_slice(extra_env);
+        spawn_run(config, &env, &[])
     }
 
     pub fn is_mock(&self) -> bool {
@@ -851,19 +892,30 @@ pub fn wait_committed_past_start(
     )
 }
 
-/// A broker for the hand-over tests: the configured one, unless it shows
-/// [`broker_quirks`] that make an exact hand-over impossible (tansu 0.6
-/// cannot resume inside a message batch and drops commit metadata), in
-/// which case librdkafka's MockCluster, which can.
+/// A broker for the hand-over tests: the configured one, with a
+/// workaround for each of its [`broker_quirks`] (on tansu 0.6, both):
+/// telemetry is produced in single-record batches, so every committed
+/// offset starts a batch, and members write their watermarks to a
+/// checkpoints topic (`KLAXON_CHECKPOINTS_TOPIC`), since the commit
+/// metadata is lost.
 pub fn handover_broker() -> TestBroker {
-    let broker = TestBroker::from_env();
-    let quirks = broker_quirks(&broker);
-    if quirks.is_empty() {
-        broker
-    } else {
-        eprintln!("broker quirks {quirks:?}: running on MockCluster instead");
-        TestBroker::mock()
+    let mut broker = TestBroker::from_env();
+    for q in broker_quirks(&broker) {
+        eprintln!("broker quirk, worked around: {q:?}");
+        match q {
+            Quirk::ResumeInsideBatch(_) => broker
+                .produce_args
+                .extend(["-X".to_string(), "batch.num.messages=1".to_string()]),
+            Quirk::DropsCommitMetadata(_) => {
+                let topic = unique("checkpoints");
+                broker.create_topics(&[(&topic, 1)]);
+                broker
+                    .run_env
+                    .push(("KLAXON_CHECKPOINTS_TOPIC".to_string(), topic));
+            }
+        }
     }
+    broker
 }
 
 /// The sum of a metric over one member's `/metrics`.
@@ -902,13 +954,14 @@ impl Pair {
 /// have read it and every partition with data has a commit past its start:
 /// a hand-over from here happens mid-stream.
 pub fn two_members_mid_stream(
-    brokers: &str,
+    broker: &TestBroker,
     topics: &Topics,
     group: &str,
     properties: &[(&str, &str)],
     first: &[String],
     started: Instant,
 ) -> Pair {
+    let brokers = broker.bootstrap.as_str();
     let rules = workspace().join("rules/cloudmart");
     let config = |port| {
         write_config(&RunSpec {
@@ -924,8 +977,8 @@ pub fn two_members_mid_stream(
     };
     let (pa, pb) = (free_port(), free_port());
     let mut pair = Pair {
-        a: spawn_run(&config(pa), &[], &[]),
-        b: spawn_run(&config(pb), &[], &[]),
+        a: broker.spawn_run(&config(pa), &[]),
+        b: broker.spawn_run(&config(pb), &[]),
         pa,
         pb,
         ca: 0.0,
@@ -948,7 +1001,7 @@ pub fn two_members_mid_stream(
         started.elapsed()
     );
 
-    produce(brokers, topics, first);
+    broker.produce(topics, first);
     let n = first.len() as f64;
     let (ca, cb) = wait_for(
         Duration::from_secs(90),

@@ -30,7 +30,7 @@ fn the_survivor_takes_over_a_killed_members_partitions_without_losing_alerts() {
 
     let group = unique("g");
     let Pair { a, b, pa, ca, .. } = two_members_mid_stream(
-        &brokers,
+        &broker,
         &topics,
         &group,
         &[

@@ -9,6 +9,7 @@ use crate::config::load_rules;
 use crate::config::run::{load, ProcessEnv};
 use crate::http::{serve, AppState};
 use crate::kafka::backend::KafkaBackend;
+use crate::kafka::checkpoint::Checkpoints;
 use crate::kafka::consumer::{self, Shared};
 use crate::kafka::dispatch::{self, check_topics, Deliver, DispatchShared, FileDeliver};
 use crate::kafka::notify::Channels;
@@ -112,7 +113,25 @@ pub fn run(config: &Path, exit_at_end: bool) -> anyhow::Result<i32> {
         dispatch,
         metrics.clone(),
     )?);
-    let shared = Shared::new(&cfg, rules, Arc::clone(&sink), metrics.clone(), cfg.workers);
+    let checkpoints = match &cfg.kafka.checkpoints_topic {
+        Some(topic) => {
+            let c = Checkpoints::new(&cfg.kafka, topic)?;
+            if let Err(e) = c.check() {
+                eprintln!("klaxon run: {e:#}");
+                return Ok(1);
+            }
+            Some(c)
+        }
+        None => None,
+    };
+    let shared = Shared::new(
+        &cfg,
+        rules,
+        Arc::clone(&sink),
+        metrics.clone(),
+        cfg.workers,
+        checkpoints,
+    );
     let (tx, rx) = mpsc::channel();
     let reloader = Reloader::new(cfg.rules.clone(), tx, Arc::clone(&sink), metrics.clone());
     let stop = Arc::new(AtomicBool::new(false));

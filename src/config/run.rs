@@ -60,6 +60,9 @@ pub struct KafkaConfig {
     pub topics: Vec<String>,
     pub alerts_topic: String,
     pub dlq_topic: String,
+    /// Where each commit's watermark is also written, for brokers that
+    /// drop OffsetCommit metadata (tansu 0.6). `None`: the metadata alone.
+    pub checkpoints_topic: Option<String>,
     pub properties: BTreeMap<String, PropValue>,
 }
 
@@ -155,6 +158,7 @@ const KAFKA: &[&str] = &[
     "topics",
     "alerts_topic",
     "dlq_topic",
+    "checkpoints_topic",
     "properties",
 ];
 
@@ -219,6 +223,7 @@ fn parse(file: &Path, doc: &Node, env: &dyn Env) -> Result<RunConfig, ConfigErro
         topics,
         alerts_topic: opt("alerts_topic")?.unwrap_or_else(|| DEFAULT_ALERTS_TOPIC.into()),
         dlq_topic: opt("dlq_topic")?.unwrap_or_else(|| DEFAULT_DLQ_TOPIC.into()),
+        checkpoints_topic: opt("checkpoints_topic")?,
         properties,
     };
 
@@ -377,6 +382,9 @@ fn parse(file: &Path, doc: &Node, env: &dyn Env) -> Result<RunConfig, ConfigErro
     if let Some(v) = env.var("KLAXON_DLQ_TOPIC") {
         kafka.dlq_topic = v;
     }
+    if let Some(v) = env.var("KLAXON_CHECKPOINTS_TOPIC") {
+        kafka.checkpoints_topic = Some(v);
+    }
     let rules_from_env = env.var("KLAXON_RULES");
     if let Some(v) = &rules_from_env {
         rules = v.split(',').map(PathBuf::from).collect();
@@ -531,6 +539,7 @@ mod tests {
         assert_eq!(c.kafka.group_id, "klaxon");
         assert_eq!(c.kafka.alerts_topic, "klaxon.alerts");
         assert_eq!(c.kafka.dlq_topic, "klaxon.dlq");
+        assert_eq!(c.kafka.checkpoints_topic, None);
         assert_eq!(c.rules, vec![PathBuf::from("/etc/klaxon/rules")]);
         assert_eq!(c.idle_timeout, 30_000);
         assert_eq!(c.http_listen.to_string(), "127.0.0.1:9464");
@@ -546,9 +555,14 @@ mod tests {
                 ("KLAXON_INSTANCE_ID", "pod-0"),
                 ("KLAXON_RULES", "/r"),
                 ("KLAXON_HTTP_LISTEN", "0.0.0.0:1"),
+                ("KLAXON_CHECKPOINTS_TOPIC", "klaxon.checkpoints"),
             ],
         )
         .unwrap();
+        assert_eq!(
+            c.kafka.checkpoints_topic.as_deref(),
+            Some("klaxon.checkpoints")
+        );
         assert_eq!(c.kafka.brokers, "k1:9092,k2:9092");
         assert_eq!(c.kafka.topics, vec!["a", "b"]);
         assert_eq!(c.kafka.instance_id.as_deref(), Some("pod-0"));

@@ -29,6 +29,7 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Reb
 use rdkafka::message::Message;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
+use super::checkpoint::{Book, Checkpoint, Checkpoints};
 use super::partition::{decode_metadata, encode_metadata, global_watermark, Partition};
 use super::sink::{Sink, SinkError};
 use super::worker::{self, lock, shard_of, Batch, Job, Key, Limits, Owners, Shard, WorkerCtx};
@@ -51,8 +52,10 @@ const BATCH: usize = 512;
 /// State of the polling thread that the rebalance callbacks also use.
 struct Global {
     rules: RuleSet,
-    /// The last offset committed per partition (to skip no-op commits).
-    committed: BTreeMap<Key, i64>,
+    /// The last offset and watermark committed per partition (to skip
+    /// no-op commits; a new watermark alone is committed, so the next owner
+    /// knows what was published).
+    committed: BTreeMap<Key, (i64, Option<Millis>)>,
     /// Evaluations already counted, per (partition, rule).
     evaluations_seen: BTreeMap<(Key, String), u64>,
     changes: Vec<StateChange>,
@@ -142,6 +145,9 @@ pub struct Shared {
     pub ready: AtomicBool,
     /// A delivery failed: stop without committing past it.
     fatal: Arc<AtomicBool>,
+    /// Watermarks on a topic too (`kafka.checkpoints_topic`), for brokers
+    /// that drop commit metadata.
+    checkpoints: Option<Checkpoints>,
 }
 
 impl Shared {
@@ -152,6 +158,7 @@ impl Shared {
         sink: Arc<Sink>,
         metrics: Metrics,
         workers: usize,
+        checkpoints: Option<Checkpoints>,
     ) -> Arc<Self> {
         let workers = if workers == 0 {
             std::thread::available_parallelism().map_or(1, |n| n.get())
@@ -185,6 +192,7 @@ impl Shared {
             consumed: AtomicU64::new(0),
             ready: AtomicBool::new(false),
             fatal: Arc::new(AtomicBool::new(false)),
+            checkpoints,
         })
     }
 
@@ -217,6 +225,25 @@ impl Shared {
 
     fn shard(&self, topic: &str, partition: i32) -> &Arc<Mutex<Shard>> {
         &self.shards[shard_of(topic, partition, self.shards.len())]
+    }
+
+    /// The checkpoints, when they are configured and some committed offset
+    /// of `committed` came without metadata (else `None`, without reading).
+    fn read_checkpoints(&self, committed: &TopicPartitionList) -> Option<Book> {
+        let c = self.checkpoints.as_ref()?;
+        let needed = committed.elements().iter().any(|e| {
+            e.offset().to_raw().is_some_and(|o| o >= 0) && decode_metadata(e.metadata()).is_none()
+        });
+        if !needed {
+            return None;
+        }
+        match c.read(Duration::from_secs(30)) {
+            Ok(b) => Some(b),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the checkpoints topic; publishing again from the committed offsets");
+                None
+            }
+        }
     }
 
     /// Every shard, locked in order.
@@ -313,14 +340,31 @@ impl ConsumerContext for Ctx {
                 (*tpl).clone()
             }
         };
+        let book = shared.read_checkpoints(&committed);
         let now = Instant::now();
         let rules = lock(&shared.global).rules.clone();
         let mut resumed = Vec::new();
         for e in committed.elements() {
             let key = (lock(&shared.dispatch).topic(e.topic()), e.partition());
-            let published = decode_metadata(e.metadata());
+            let offset = e.offset().to_raw().filter(|o| *o >= 0);
+            let published = decode_metadata(e.metadata()).or_else(|| {
+                let (b, o) = (book.as_ref()?, offset?);
+                b.watermark(e.topic(), e.partition(), o)
+            });
+            if offset.is_some() && published.is_none() {
+                tracing::warn!(
+                    topic = e.topic(),
+                    partition = e.partition(),
+                    "the committed offset carries no watermark: every state change from it on is published again{}",
+                    if shared.checkpoints.is_none() {
+                        " (if this broker drops commit metadata, set kafka.checkpoints_topic)"
+                    } else {
+                        ""
+                    }
+                );
+            }
             let mut p = Partition::new(rules.clone(), shared.lateness, published, now);
-            p.start_offset = e.offset().to_raw().filter(|o| *o >= 0);
+            p.start_offset = offset;
             resumed.push(format!(
                 "{}/{}@{}",
                 key.0,
@@ -558,6 +602,7 @@ fn commit(
     }
     let mut tpl = TopicPartitionList::new();
     let mut points = Vec::new();
+    let mut watermarks = Vec::new();
     for mut s in shared.lock_shards() {
         for (key, p) in s.parts.iter_mut() {
             if only.is_some_and(|o| !o.contains(key)) {
@@ -566,7 +611,7 @@ fn commit(
             let Some((offset, wm)) = p.commit_point() else {
                 continue;
             };
-            if g.committed.get(key) == Some(&offset) && matches!(mode, CommitMode::Async) {
+            if g.committed.get(key) == Some(&(offset, wm)) && matches!(mode, CommitMode::Async) {
                 continue;
             }
             tpl.add_partition(&key.0, key.1)
@@ -575,14 +620,34 @@ fn commit(
                 e.set_metadata(encode_metadata(wm));
             }
             points.push((key.clone(), offset));
+            watermarks.push(wm);
         }
     }
     if tpl.count() == 0 {
         return Ok(0);
     }
+    if let Some(c) = &shared.checkpoints {
+        let points: Vec<(&str, i32, Checkpoint)> = points
+            .iter()
+            .zip(&watermarks)
+            .filter_map(|((k, offset), wm)| {
+                Some((
+                    &*k.0,
+                    k.1,
+                    Checkpoint {
+                        offset: *offset,
+                        watermark: (*wm)?,
+                    },
+                ))
+            })
+            .collect();
+        if !points.is_empty() {
+            c.write(&points, FLUSH_TIMEOUT)?;
+        }
+    }
     consumer.commit(&tpl, mode)?;
-    for (k, o) in points {
-        g.committed.insert(k, o);
+    for ((k, o), wm) in points.into_iter().zip(watermarks) {
+        g.committed.insert(k, (o, wm));
     }
     Ok(tpl.count())
 }

@@ -6,8 +6,11 @@
 //!   windows still need.
 //! - [`partition`]: one assigned partition's engine, watermark and offsets.
 //! - [`sink`]: the producer for the alerts and dead-letter topics.
+//! - [`checkpoint`]: watermarks on a topic, for brokers that drop commit
+//!   metadata.
 
 pub mod backend;
+pub mod checkpoint;
 pub mod consumer;
 pub mod dispatch;
 pub mod notify;
@@ -153,6 +156,7 @@ mod tests {
             topics: vec!["t".into()],
             alerts_topic: "a".into(),
             dlq_topic: "d".into(),
+            checkpoints_topic: None,
             properties: BTreeMap::new(),
         };
         k.properties
