@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use integration_tests::{unique, workspace};
+use integration_tests::{klaxon_bin, unique, workspace};
 use klaxon::config::run::load;
 use klaxon::config::yaml;
 
@@ -55,10 +55,10 @@ fn the_kubernetes_configmap_config_loads_with_its_secret() {
     assert_eq!(c.http_listen.ip().to_string(), "0.0.0.0");
 }
 
-/// The commented `receivers:` and `http:` examples, uncommented, load and
-/// cover everything the bundled team files page.
-#[test]
-fn the_commented_receivers_example_serves_the_bundled_teams() {
+/// deploy/klaxon.yaml with its `receivers:` and `http.token` examples
+/// uncommented and the rules path made absolute, written to a fresh folder.
+/// `smtp_file`: where the SMTP password file is said to be.
+fn uncommented_example(smtp_file: Option<&str>) -> (std::path::PathBuf, String) {
     let text = std::fs::read_to_string(workspace().join("deploy/klaxon.yaml")).unwrap();
     let mut on = false;
     let mut out = String::new();
@@ -82,9 +82,7 @@ fn the_commented_receivers_example_serves_the_bundled_teams() {
     assert!(on, "deploy/klaxon.yaml has a commented receivers example");
     let dir = std::env::temp_dir().join(unique("klaxon-deploy"));
     std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("smtp"), "pw\n").unwrap();
-    let out = out
-        .replace("/run/secrets/smtp", &dir.join("smtp").display().to_string())
+    let mut out = out
         .replace(
             "rules: ../rules",
             &format!("rules: {}", workspace().join("rules").display()),
@@ -93,8 +91,22 @@ fn the_commented_receivers_example_serves_the_bundled_teams() {
             "- ../rules",
             &format!("- {}", workspace().join("rules").display()),
         );
+    if let Some(f) = smtp_file {
+        out = out.replace("/run/secrets/smtp", f);
+    }
     let path = dir.join("klaxon.yaml");
     std::fs::write(&path, &out).unwrap();
+    (path, out)
+}
+
+/// The commented `receivers:` and `http:` examples, uncommented, load and
+/// cover everything the bundled team files page.
+#[test]
+fn the_commented_receivers_example_serves_the_bundled_teams() {
+    let dir = std::env::temp_dir().join(unique("klaxon-smtp"));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("smtp"), "pw\n").unwrap();
+    let (path, out) = uncommented_example(Some(&dir.join("smtp").display().to_string()));
     let env: BTreeMap<String, String> = [
         "SLACK_BOT_TOKEN",
         "TWILIO_AUTH_TOKEN",
@@ -159,4 +171,81 @@ fn the_kubernetes_rules_configmap_is_the_whole_rules_folder() {
     assert_eq!(a.silences.len(), b.silences.len());
     assert_eq!(a.windows.len(), b.windows.len());
     assert!(!a.teams.is_empty() && !a.routes.is_empty());
+}
+
+/// `klaxon check --config` checks the config and what the team files page
+/// against its receivers, without the secrets (none is set here, and the
+/// SMTP password file does not exist); a tier that names a receiver the
+/// config lacks fails with the team, the tier and a suggestion.
+#[test]
+fn check_with_config_checks_receivers_without_reading_secrets() {
+    let (config, _) = uncommented_example(None);
+    let check = |rules: &std::path::Path| {
+        let out = std::process::Command::new(klaxon_bin())
+            .arg("check")
+            .arg(rules)
+            .arg("--config")
+            .arg(&config)
+            .env_remove("SLACK_BOT_TOKEN")
+            .env_remove("TWILIO_AUTH_TOKEN")
+            .env_remove("PAGERDUTY_WEBHOOK_URL")
+            .env_remove("KLAXON_WEBHOOK_SECRET")
+            .env_remove("KLAXON_HTTP_TOKEN")
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let (code, stdout, stderr) = check(&workspace().join("rules"));
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(stdout.contains("4 receivers; every receiver"), "{stdout}");
+
+    // The same rules, with the platform team's SMS receiver misspelt.
+    let rules = std::env::temp_dir().join(unique("klaxon-rules"));
+    copy_tree(&workspace().join("rules"), &rules);
+    let team = rules.join("teams/platform.yaml");
+    let text = std::fs::read_to_string(&team).unwrap();
+    assert!(text.contains("{ receiver: sms, oncall: primary }"));
+    // Consistent within the team file (contacts and tier agree), so only
+    // the config can tell.
+    std::fs::write(
+        &team,
+        text.replace(
+            "{ receiver: sms, oncall: primary }",
+            "{ receiver: smss, oncall: primary }",
+        )
+        .replace(" sms: \"+82", " smss: \"+82"),
+    )
+    .unwrap();
+    let (code, stdout, stderr) = check(&rules);
+    assert_eq!(code, Some(1), "{stdout}{stderr}");
+    assert!(
+        stderr.contains("team `platform`: escalation tier 2")
+            && stderr.contains("no receiver `smss` in klaxon.yaml; did you mean `sms`?")
+            && stderr.contains("3 error(s)"),
+        "{stderr}"
+    );
+    // Without --config the typo is not checkable, and check passes.
+    let out = std::process::Command::new(klaxon_bin())
+        .arg("check")
+        .arg(&rules)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+}
+
+fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dest = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_tree(&e.path(), &dest);
+        } else {
+            std::fs::copy(e.path(), dest).unwrap();
+        }
+    }
 }

@@ -1,10 +1,10 @@
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::config::{file_kind, load_dispatch, load_rules, read_yaml, yaml_files, FileKind};
 use crate::rules::unit::TestFile;
 
-/// `klaxon check PATH...`
-pub fn run(paths: &[PathBuf]) -> i32 {
+/// `klaxon check PATH... [--config klaxon.yaml]`
+pub fn run(paths: &[PathBuf], config: Option<&Path>) -> i32 {
     let mut errors = Vec::new();
     let mut rules = 0;
     let mut rule_teams = Vec::new();
@@ -39,11 +39,35 @@ pub fn run(paths: &[PathBuf]) -> i32 {
         }
         Err(e) => errors.push(e),
     }
+    let run_config = config.and_then(|path| {
+        match crate::config::run::load(path, &crate::config::run::OfflineEnv) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                errors.push(e);
+                None
+            }
+        }
+    });
     // Both loaders report a broken YAML or dispatch file: once is enough.
     let mut seen = std::collections::HashSet::new();
     errors.retain(|e| seen.insert(e.to_string()));
-    if errors.is_empty() {
+    // What the team files page, against the config's receivers.
+    let receiver_errors = match (&run_config, &dispatch) {
+        (Some(c), Some(d)) if !c.receivers.receivers.is_empty() => {
+            c.receivers.check_teams(&d.teams)
+        }
+        _ => Vec::new(),
+    };
+    if errors.is_empty() && receiver_errors.is_empty() {
         let d = dispatch.unwrap_or_default();
+        if let Some(c) = &run_config {
+            if c.receivers.receivers.is_empty() {
+                eprintln!(
+                    "warning: {} has no `receivers:`; klaxon run would log notifications, not send them",
+                    c.file.display()
+                );
+            }
+        }
         // A team file for a team no rule names (or routes to) is likely a
         // typo.
         let mut teams: Vec<&str> = rule_teams.iter().map(String::as_str).collect();
@@ -74,12 +98,27 @@ pub fn run(paths: &[PathBuf]) -> i32 {
             count(d.inhibit_rules.len(), "inhibit rule", "inhibit rules"),
             count(d.routes.len(), "route", "routes"),
         );
+        if let Some(c) = &run_config {
+            let n = c.receivers.receivers.len();
+            if n > 0 {
+                println!(
+                    "ok: {}: {}; every receiver, target and on-call contact of the team files is there",
+                    c.file.display(),
+                    count(n, "receiver", "receivers"),
+                );
+            } else {
+                println!("ok: {}", c.file.display());
+            }
+        }
         0
     } else {
         for e in &errors {
             eprintln!("{e}");
         }
-        eprintln!("{} error(s)", errors.len());
+        for e in &receiver_errors {
+            eprintln!("{e}");
+        }
+        eprintln!("{} error(s)", errors.len() + receiver_errors.len());
         1
     }
 }

@@ -36,6 +36,11 @@ pub enum Command {
         /// Files or directories (searched for *.yaml / *.yml).
         #[arg(required = true)]
         paths: Vec<PathBuf>,
+        /// Also check a `klaxon run` config (klaxon.yaml), and that every
+        /// receiver, target and on-call contact the team files page exists
+        /// there. Secrets are checked for their form, not read.
+        #[arg(long, value_name = "KLAXON_YAML")]
+        config: Option<PathBuf>,
     },
     /// Run the rules over a JSONL telemetry file in event time, printing
     /// one JSON line per alert state change (and, with --dispatch, the
@@ -182,7 +187,7 @@ fn parse_duration_arg(s: &str) -> Result<i64, String> {
 /// Runs a parsed command line; returns the exit code.
 pub fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
-        Command::Check { paths } => Ok(check::run(&paths)),
+        Command::Check { paths, config } => Ok(check::run(&paths, config.as_deref())),
         Command::Replay {
             rules,
             input,

@@ -751,6 +751,9 @@ fn secret(
 ) -> Result<Secret, ConfigError> {
     if let Value::Map(_) = v.value {
         let f = Fields::new(file, v, &format!("`{key}` of {what}"), &["env", "file"])?;
+        if env.offline() && (f.str("env", key)?.is_some() || f.str("file", key)?.is_some()) {
+            return Ok(Secret::new(super::run::UNREAD_SECRET));
+        }
         if let Some((var, n)) = f.str("env", key)? {
             let value = env.var(var).ok_or_else(|| {
                 schema(

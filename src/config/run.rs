@@ -124,7 +124,29 @@ pub const DEFAULT_HTTP_LISTEN: &str = "127.0.0.1:9464";
 /// a map in tests).
 pub trait Env {
     fn var(&self, name: &str) -> Option<String>;
+
+    /// Secrets are checked for their form (`{ env: NAME }`, `{ file: PATH }`)
+    /// but not read (`klaxon check --config`, where they are not at hand).
+    fn offline(&self) -> bool {
+        false
+    }
 }
+
+/// The process environment, with secrets left unread.
+pub struct OfflineEnv;
+
+impl Env for OfflineEnv {
+    fn var(&self, name: &str) -> Option<String> {
+        ProcessEnv.var(name)
+    }
+
+    fn offline(&self) -> bool {
+        true
+    }
+}
+
+/// What an unread secret holds (see [`Env::offline`]).
+pub const UNREAD_SECRET: &str = "(not read offline)";
 
 /// The process environment.
 pub struct ProcessEnv;
@@ -489,6 +511,9 @@ fn prop_value(file: &Path, name: &str, v: &Node, env: &dyn Env) -> Result<PropVa
 /// in messages (``property `sasl.password` ``, `` `http.token` ``).
 fn secret_map(file: &Path, what: &str, v: &Node, env: &dyn Env) -> Result<Secret, ConfigError> {
     let f = Fields::new(file, v, what, &["env", "file"])?;
+    if env.offline() && (f.str("env", what)?.is_some() || f.str("file", what)?.is_some()) {
+        return Ok(Secret::new(UNREAD_SECRET));
+    }
     if let Some((var, n)) = f.str("env", what)? {
         let value = env.var(var).ok_or_else(|| {
             schema(
@@ -568,6 +593,25 @@ mod tests {
         assert_eq!(c.kafka.instance_id.as_deref(), Some("pod-0"));
         assert_eq!(c.rules, vec![PathBuf::from("/r")]);
         assert_eq!(c.http_listen.port(), 1);
+    }
+
+    #[test]
+    fn offline_secrets_are_checked_for_form_but_not_read() {
+        let text = MIN.to_string().replace(
+            "  topics: [t]\n",
+            "  topics: [t]\n  properties:\n    sasl.password: { env: UNSET_9f2 }\n    ssl.key.password: { file: /nonexistent/pw }\n",
+        ) + "http:\n  token: { file: /nonexistent/token }\n";
+        let doc = yaml::parse(&text).unwrap();
+        let file = Path::new("/etc/klaxon/klaxon.yaml");
+        // Online, the unset variable is an error.
+        assert!(parse(file, &doc, &BTreeMap::new()).is_err());
+        let c = parse(file, &doc, &OfflineEnv).unwrap();
+        assert_eq!(c.kafka.properties["sasl.password"].expose(), UNREAD_SECRET);
+        assert_eq!(c.api_token.as_ref().unwrap().expose(), UNREAD_SECRET);
+        // A secret written as a literal is still refused.
+        let bad = MIN.to_string() + "http:\n  token: hunter2\n";
+        let e = parse(file, &yaml::parse(&bad).unwrap(), &OfflineEnv).unwrap_err();
+        assert!(e.to_string().contains("is a secret"), "{e}");
     }
 
     #[test]
