@@ -918,6 +918,26 @@ pub fn handover_broker() -> TestBroker {
     broker
 }
 
+impl TestBroker {
+    /// The records of the checkpoints topic the members were given, one
+    /// line each (for a failing test's message; empty without one).
+    pub fn checkpoints_text(&self) -> String {
+        let Some((_, topic)) = self
+            .run_env
+            .iter()
+            .find(|(k, _)| k == "KLAXON_CHECKPOINTS_TOPIC")
+        else {
+            return String::new();
+        };
+        let records = read_all(&self.bootstrap, topic, Duration::from_secs(2));
+        let mut out = format!("checkpoints topic {topic}: {} records\n", records.len());
+        for r in records {
+            out += &format!("  {} {}\n", r.key.unwrap_or_default(), r.payload);
+        }
+        out
+    }
+}
+
 /// The sum of a metric over one member's `/metrics`.
 pub fn assigned(port: u16) -> f64 {
     metric(port, "klaxon_partitions_assigned")

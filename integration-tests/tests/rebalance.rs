@@ -68,8 +68,9 @@ fn a_member_that_leaves_hands_its_partitions_over_without_losing_alerts() {
     let alerts = read_all(&brokers, &topics.alerts, Duration::from_secs(3));
     assert_same_ids(&alerts, &want, || {
         format!(
-            "A counted {late_a} events late; broker problems found: {:#?}\n--- A ---\n{log_a}\n--- B ---\n{log_b}",
-            broker_quirks(&broker)
+            "A counted {late_a} events late; broker problems found: {:#?}\n{}--- A ---\n{log_a}\n--- B ---\n{log_b}",
+            broker_quirks(&broker),
+            broker.checkpoints_text()
         )
     });
     // B's commits held back what its open windows and the rules' N+2

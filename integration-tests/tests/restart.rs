@@ -108,8 +108,9 @@ fn a_killed_member_restarts_from_its_commits_without_losing_alerts() {
     let alerts = read_all(&brokers, &topics.alerts, Duration::from_secs(3));
     assert_same_ids(&alerts, &want, || {
         format!(
-            "broker problems found: {:#?}\n{}",
+            "broker problems found: {:#?}\n{}{}",
             broker_quirks(&broker),
+            broker.checkpoints_text(),
             logs()
         )
     });

@@ -60,6 +60,15 @@ impl Book {
             .map(|c| c.watermark)
     }
 
+    /// The offsets checkpointed for a partition, oldest first (to say why
+    /// a committed offset was not found).
+    pub fn offsets(&self, topic: &str, partition: i32) -> Vec<i64> {
+        self.0
+            .get(&(topic.to_string(), partition))
+            .map(|v| v.iter().map(|c| c.offset).collect())
+            .unwrap_or_default()
+    }
+
     /// Parses one record of the topic, keeping it if it is `group`'s.
     pub fn read_record(&mut self, group: &str, key: &[u8], value: Option<&[u8]>) {
         let Some((topic, partition)) = std::str::from_utf8(key)
@@ -110,8 +119,13 @@ impl Checkpoints {
             &format!("{}-checkpoints", kafka.group_id),
         )
         .create()?;
+        // One record per batch: a broker that reports the end of a topic as
+        // its last batch's first offset + 1 (tansu 0.6 does) then reports
+        // it right, and a reader that stops there has read every record.
+        let mut producer = super::producer_config(kafka);
+        producer.set("batch.num.messages", "1");
         Ok(Checkpoints {
-            producer: SyncProducer::new(super::producer_config(kafka))?,
+            producer: SyncProducer::new(producer)?,
             reader,
             topic: topic.to_string(),
             group: kafka.group_id.clone(),
@@ -253,6 +267,8 @@ mod tests {
         // An offset never checkpointed (e.g. reset by hand): unknown.
         assert_eq!(b.watermark("m", 0, 30), None);
         assert_eq!(b.watermark("m", 1, 40), None);
+        assert_eq!(b.offsets("m", 0), [10, 25, 40]);
+        assert!(b.offsets("m", 1).is_empty());
         // A tombstone forgets the partition.
         b.read_record("g", k.as_bytes(), None);
         assert_eq!(b.watermark("m", 0, 40), None);

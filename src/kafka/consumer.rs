@@ -351,16 +351,22 @@ impl ConsumerContext for Ctx {
                 let (b, o) = (book.as_ref()?, offset?);
                 b.watermark(e.topic(), e.partition(), o)
             });
-            if offset.is_some() && published.is_none() {
+            if let (Some(o), None) = (offset, published) {
+                let hint = match (&shared.checkpoints, &book) {
+                    (None, _) => {
+                        " (if this broker drops commit metadata, set kafka.checkpoints_topic)"
+                            .to_string()
+                    }
+                    (Some(_), None) => String::new(),
+                    (Some(_), Some(b)) => format!(
+                        " (no checkpoint of offset {o}; the checkpoints of this partition hold offsets {:?})",
+                        b.offsets(e.topic(), e.partition())
+                    ),
+                };
                 tracing::warn!(
                     topic = e.topic(),
                     partition = e.partition(),
-                    "the committed offset carries no watermark: every state change from it on is published again{}",
-                    if shared.checkpoints.is_none() {
-                        " (if this broker drops commit metadata, set kafka.checkpoints_topic)"
-                    } else {
-                        ""
-                    }
+                    "the committed offset carries no watermark: every state change from it on is published again{hint}"
                 );
             }
             let mut p = Partition::new(rules.clone(), shared.lateness, published, now);
