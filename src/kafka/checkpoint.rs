@@ -119,13 +119,8 @@ impl Checkpoints {
             &format!("{}-checkpoints", kafka.group_id),
         )
         .create()?;
-        // One record per batch: a broker that reports the end of a topic as
-        // its last batch's first offset + 1 (tansu 0.6 does) then reports
-        // it right, and a reader that stops there has read every record.
-        let mut producer = super::producer_config(kafka);
-        producer.set("batch.num.messages", "1");
         Ok(Checkpoints {
-            producer: SyncProducer::new(producer)?,
+            producer: SyncProducer::new(super::state_producer_config(kafka))?,
             reader,
             topic: topic.to_string(),
             group: kafka.group_id.clone(),

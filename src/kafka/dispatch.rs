@@ -288,7 +288,7 @@ impl DispatchShared {
         dispatch: DispatchConfig,
         deliver: Box<dyn Deliver>,
     ) -> Result<Arc<DispatchShared>, StoreError> {
-        let producer = SyncProducer::new(super::producer_config(&cfg.kafka))?;
+        let producer = SyncProducer::new(super::state_producer_config(&cfg.kafka))?;
         let reader: BaseConsumer = store::reader_config(
             super::consumer_config(&cfg.kafka),
             &format!("{}-reader", cfg.dispatch.group_id),

@@ -74,6 +74,19 @@ pub fn producer_config(k: &KafkaConfig) -> ClientConfig {
     c
 }
 
+/// The config of the producers of klaxon's own state (checkpoints, the
+/// notification log, silences and acks): one record per batch. A reader of
+/// that state stops at, or starts from, the end the broker reports, and a
+/// broker may report the end of a multi-record batch as its first offset
+/// plus one (tansu 0.6 does), hiding the rest of the batch. These writes
+/// are few (one per partition per commit or snapshot), so batching buys
+/// little.
+pub fn state_producer_config(k: &KafkaConfig) -> ClientConfig {
+    let mut c = producer_config(k);
+    c.set("batch.num.messages", "1");
+    c
+}
+
 /// Properties that apply to a producer too (security, client id, …).
 fn is_client_wide(name: &str) -> bool {
     [
@@ -172,5 +185,9 @@ mod tests {
         let p = producer_config(&k);
         assert_eq!(p.get("sasl.username"), Some("u"));
         assert_eq!(p.get("fetch.wait.max.ms"), None);
+        let state = state_producer_config(&k);
+        assert_eq!(state.get("batch.num.messages"), Some("1"));
+        assert_eq!(state.get("sasl.username"), Some("u"));
+        assert_eq!(p.get("batch.num.messages"), None, "alerts are batched");
     }
 }
