@@ -63,12 +63,46 @@ pub fn klaxon_bin() -> PathBuf {
         return PathBuf::from(p);
     }
     let candidates = ["target/release/klaxon", "target/debug/klaxon"].map(|p| workspace().join(p));
-    candidates
+    let (built, bin) = candidates
         .iter()
         .filter_map(|p| Some((std::fs::metadata(p).ok()?.modified().ok()?, p)))
         .max()
-        .map(|(_, p)| p.clone())
-        .expect("build the binary first: cargo build --release (or set KLAXON_BIN)")
+        .expect("build the binary first: cargo build --release (or set KLAXON_BIN)");
+    // `cargo test -p integration-tests` builds the library, not the binary:
+    // refuse to test a binary older than the code it is meant to run.
+    if let Some((edited, file)) = newest_source(&workspace().join("src")) {
+        assert!(
+            edited <= built,
+            "{} is older than {} (edited since it was built): run `cargo build` \
+             (or `cargo test --workspace`, which builds it), or set KLAXON_BIN",
+            bin.display(),
+            file.display()
+        );
+    }
+    bin.clone()
+}
+
+/// The most recently modified file under `dir`, with its time.
+fn newest_source(dir: &Path) -> Option<(std::time::SystemTime, PathBuf)> {
+    let mut newest = None;
+    for entry in std::fs::read_dir(dir).ok()?.flatten() {
+        let path = entry.path();
+        let found = if path.is_dir() {
+            newest_source(&path)
+        } else {
+            entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .map(|t| (t, path))
+        };
+        if let Some(f) = found {
+            if newest.as_ref().is_none_or(|(t, _)| f.0 > *t) {
+                newest = Some(f);
+            }
+        }
+    }
+    newest
 }
 
 /// A name no other test run uses.
