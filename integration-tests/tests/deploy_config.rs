@@ -235,6 +235,16 @@ fn check_with_config_checks_receivers_without_reading_secrets() {
         .output()
         .unwrap();
     assert!(out.status.success());
+
+    // A Slack contact written as @name, which Slack no longer delivers.
+    std::fs::write(&team, text.replace("slack: U0CMKIM01", "slack: \"@kim\"")).unwrap();
+    let (code, stdout, stderr) = check(&rules);
+    assert_eq!(code, Some(1), "{stdout}{stderr}");
+    assert!(
+        stderr.contains("team `platform`: escalation tier 0 (`kim` on call in `primary`)")
+            && stderr.contains("member ID"),
+        "{stderr}"
+    );
 }
 
 fn copy_tree(from: &std::path::Path, to: &std::path::Path) {

@@ -241,7 +241,7 @@ fn escalating_rules(oncall_mail: &str, boss_mail: &str) -> PathBuf {
         &format!(
             "team: ops\ngrouping:\n  group_by: [\"...\"]\n  group_wait: 1s\n  group_interval: 1s\n  \
              repeat_interval: 1h\n  send_resolved: true\nreceivers:\n  - name: slack\n    target: \"#ops\"\n\
-             people:\n  kim: {{ slack: \"@kim\", email: \"{oncall_mail}\" }}\n\
+             people:\n  kim: {{ slack: \"U0KIM0001\", email: \"{oncall_mail}\" }}\n\
              oncall:\n  - name: primary\n    people: [kim]\n    handoff: \"09:00\"\n    timezone: Europe/Berlin\n    \
              length: 1w\n    start: 2026-01-05\n\
              escalation:\n  tiers:\n    - after: 0s\n      notify:\n        - {{ receiver: slack, oncall: primary }}\n    \
@@ -294,7 +294,7 @@ fn escalation_survives_a_sigkill_and_stops_at_the_ack() {
     // Tier 1: kim on Slack, at the first notice.
     let paged = wait_for(
         Duration::from_secs(60),
-        || to_channel(&posts(&rt, &server), "@kim").len(),
+        || to_channel(&posts(&rt, &server), "U0KIM0001").len(),
         |n| *n >= 1,
     );
     let first_page = Instant::now();
@@ -314,7 +314,7 @@ fn escalation_survives_a_sigkill_and_stops_at_the_ack() {
                 .any(|s| {
                     s["history"]
                         .as_array()
-                        .is_some_and(|h| h.iter().any(|n| n["target"] == "@kim"))
+                        .is_some_and(|h| h.iter().any(|n| n["target"] == "U0KIM0001"))
                 })
         },
         |r| *r,
@@ -381,7 +381,7 @@ fn escalation_survives_a_sigkill_and_stops_at_the_ack() {
     assert_eq!(sink.mails_to(&kim).len(), 1, "tier 2 once\n{}", logs_now());
     let all = posts(&rt, &server);
     assert_eq!(
-        to_channel(&all, "@kim").len(),
+        to_channel(&all, "U0KIM0001").len(),
         1,
         "tier 1 once\n{}",
         logs_now()

@@ -221,6 +221,27 @@ pub fn is_e164(s: &str) -> bool {
     (2..=15).contains(&d.len()) && d.bytes().all(|b| b.is_ascii_digit()) && !d.starts_with('0')
 }
 
+/// Checks a Slack `channel` for `chat.postMessage`: a channel name
+/// (`#alerts`) or a conversation or member ID (`C0123ABCD`, `U0123ABCD`:
+/// the app then writes in its DM with that person). Slack stopped taking
+/// `@name` there in 2018 (a post to it fails with `channel_not_found`), so
+/// it is refused here rather than at 3 a.m.
+pub fn check_slack_channel(t: &str) -> Result<(), String> {
+    if let Some(name) = t.strip_prefix('@') {
+        return Err(format!(
+            "Slack no longer takes {t:?} as a channel: give {name}'s member ID \
+             (like U0123ABCD, from their Slack profile: ⋮ → Copy member ID)"
+        ));
+    }
+    let name = t.strip_prefix('#').unwrap_or(t);
+    if name.is_empty() || name.chars().any(char::is_whitespace) {
+        return Err(format!(
+            "{t:?} is not a Slack channel (#name) or ID (C…, U…)"
+        ));
+    }
+    Ok(())
+}
+
 /// A mailbox lettre accepts (`a@b.c` or `Name <a@b.c>`).
 pub fn is_mailbox(s: &str) -> bool {
     s.parse::<lettre::message::Mailbox>().is_ok()
@@ -260,6 +281,9 @@ impl ReceiversConfig {
                     }
                 }
                 Ok(())
+            }
+            (Channel::Slack(_), Some(t)) => {
+                check_slack_channel(t).map_err(|e| format!("target of receiver `{receiver}`: {e}"))
             }
             (Channel::Twilio(TwilioConfig { default_to: d, .. }), None)
             | (Channel::Sns(SnsConfig { default_to: d, .. }), None)
@@ -417,9 +441,6 @@ fn receiver(
     };
     let allowed: Vec<&str> = COMMON.iter().chain(own).copied().collect();
     let f = Fields::new(file, v, &what, &allowed)?;
-    let s = |key: &str| -> Result<Option<String>, ConfigError> {
-        Ok(f.str(key, &what)?.map(|(s, _)| s.to_string()))
-    };
     let req = |key: &str| -> Result<(String, Pos), ConfigError> {
         f.required_str(key, &what)
             .map(|(s, n)| (s.to_string(), n.pos))
@@ -467,7 +488,13 @@ fn receiver(
         "slack" => Channel::Slack(SlackConfig {
             token: secret_req("token")?,
             api_url: url("api_url", SLACK_API_URL)?,
-            default_channel: s("default_channel")?,
+            default_channel: match f.str("default_channel", &what)? {
+                None => None,
+                Some((c, n)) => {
+                    check_slack_channel(c).map_err(|e| invalid(file, n.pos, e))?;
+                    Some(c.to_string())
+                }
+            },
         }),
         "slack_webhook" => Channel::SlackWebhook(SlackWebhookConfig {
             url: secret_req("url")?,
@@ -943,6 +970,12 @@ wh: { type: webhook, url: "https://example.com/x", hmac_secret: { env: U }, targ
             .check_target("slak", None)
             .unwrap_err()
             .contains("did you mean `slack`"));
+        for ok in ["#cloudmart-platform", "C0123ABCD", "U0123ABCD", "alerts"] {
+            assert_eq!(c.check_target("slack", Some(ok)), Ok(()), "{ok}");
+        }
+        let e = c.check_target("slack", Some("@kim")).unwrap_err();
+        assert!(e.contains("member ID") && e.contains("kim"), "{e}");
+        assert!(c.check_target("slack", Some("#")).is_err());
     }
 
     #[test]
@@ -963,6 +996,10 @@ wh: { type: webhook, url: "https://example.com/x", hmac_secret: { env: U }, targ
             (
                 "s:\n  type: slack\n  token: { env: T }\n  default_chanel: x\n",
                 "/etc/klaxon/klaxon.yaml:4:3: unknown field `default_chanel` in receiver `s`; did you mean `default_channel`?",
+            ),
+            (
+                "s:\n  type: slack\n  token: { env: T }\n  default_channel: \"@ops\"\n",
+                "/etc/klaxon/klaxon.yaml:4:20: Slack no longer takes \"@ops\" as a channel: give ops's member ID (like U0123ABCD, from their Slack profile: ⋮ → Copy member ID)",
             ),
             (
                 "m:\n  type: email\n  smtp: { host: h, tls: ssl }\n  from: k@example.com\n",
