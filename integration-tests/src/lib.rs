@@ -972,6 +972,14 @@ impl TestBroker {
     }
 }
 
+/// The idle timeout of the hand-over tests' members. They produce the
+/// events after the members have joined, all at once, hours of event time
+/// in a second: a partition that went idle before its first events were
+/// fetched lets the other partitions carry time past all of them, and they
+/// come late (seen once in CI with 2 s, on MockCluster under load). 5 s is
+/// well above how long `klaxon produce` takes to reach every partition.
+pub const HANDOVER_IDLE: &str = "5s";
+
 /// The sum of a metric over one member's `/metrics`.
 pub fn assigned(port: u16) -> f64 {
     metric(port, "klaxon_partitions_assigned")
@@ -1024,7 +1032,7 @@ pub fn two_members_mid_stream(
             group,
             rules: &rules,
             http_port: port,
-            idle_timeout: "2s",
+            idle_timeout: HANDOVER_IDLE,
             max_event_bytes: 65536,
             properties,
         })

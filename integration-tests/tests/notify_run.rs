@@ -30,10 +30,21 @@ fn wall_ms() -> i64 {
         .as_millis() as i64
 }
 
-/// A Slack Web API double that accepts every `chat.postMessage`.
+/// The DM the Slack double opens with kim (member ID `U0KIM0001`).
+const KIM_DM: &str = "D0KIMDM01";
+
+/// A Slack Web API double that accepts every `chat.postMessage`, and opens
+/// kim's DM.
 fn slack(rt: &tokio::runtime::Runtime) -> MockServer {
     rt.block_on(async {
         let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .and(path("/api/conversations.open"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+                "ok": true, "channel": { "id": KIM_DM }
+            })))
+            .mount(&server)
+            .await;
         Mock::given(method("POST"))
             .and(path("/api/chat.postMessage"))
             .respond_with(ResponseTemplate::new(200).set_body_json(json!({
@@ -294,7 +305,7 @@ fn escalation_survives_a_sigkill_and_stops_at_the_ack() {
     // Tier 1: kim on Slack, at the first notice.
     let paged = wait_for(
         Duration::from_secs(60),
-        || to_channel(&posts(&rt, &server), "U0KIM0001").len(),
+        || to_channel(&posts(&rt, &server), KIM_DM).len(),
         |n| *n >= 1,
     );
     let first_page = Instant::now();
@@ -381,7 +392,7 @@ fn escalation_survives_a_sigkill_and_stops_at_the_ack() {
     assert_eq!(sink.mails_to(&kim).len(), 1, "tier 2 once\n{}", logs_now());
     let all = posts(&rt, &server);
     assert_eq!(
-        to_channel(&all, "U0KIM0001").len(),
+        to_channel(&all, KIM_DM).len(),
         1,
         "tier 1 once\n{}",
         logs_now()

@@ -121,6 +121,75 @@ async fn follow_ups_go_in_the_thread_and_resolved_has_no_ack() {
     );
 }
 
+/// An on-call person's member ID: the page goes to the app's DM with them,
+/// opened once; the follow-up goes in the same DM's thread.
+#[tokio::test]
+async fn a_member_id_is_paged_in_the_apps_dm() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/api/conversations.open"))
+        .and(body_partial_json(json!({ "users": ["U0KIM0001"] })))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "ok": true, "channel": { "id": "D0KIMDM01" }
+        })))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/api/chat.postMessage"))
+        .and(body_partial_json(json!({ "channel": "D0KIMDM01" })))
+        .respond_with(ok("1700000000.000100"))
+        .expect(2)
+        .mount(&server)
+        .await;
+    let r = receiver(&slack_yaml(&server), &[("SLACK_TOKEN", "xoxb-test")]);
+    let slack = build(&r).unwrap();
+    let n = notification(Kind::Firing);
+    let first = Message {
+        target: Some("U0KIM0001"),
+        ..Message::new(&n)
+    };
+    let receipt = slack.send(&first).await.unwrap();
+    let ts = receipt.thread.unwrap();
+    let follow_up = Message {
+        target: Some("U0KIM0001"),
+        thread: Some(&ts),
+        ..Message::new(&n)
+    };
+    slack.send(&follow_up).await.unwrap();
+    let posts: Vec<Value> = server
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.url.path() == "/api/chat.postMessage")
+        .map(body)
+        .collect();
+    assert_eq!(posts[1]["thread_ts"], "1700000000.000100", "{posts:?}");
+
+    // A member Slack does not know: permanent, with Slack's reason.
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/api/conversations.open"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({ "ok": false, "error": "user_not_found" })),
+        )
+        .mount(&server)
+        .await;
+    let r = receiver(&slack_yaml(&server), &[("SLACK_TOKEN", "xoxb-test")]);
+    let slack = build(&r).unwrap();
+    let e = slack
+        .send(&Message {
+            target: Some("U0NOBODY1"),
+            ..Message::new(&n)
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, NotifyErrorKind::Permanent);
+    assert!(e.reason.contains("user_not_found"), "{e}");
+}
+
 #[tokio::test]
 async fn ok_false_is_a_failure_even_with_http_200() {
     let server = MockServer::start().await;

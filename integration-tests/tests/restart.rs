@@ -39,7 +39,7 @@ fn a_killed_member_restarts_from_its_commits_without_losing_alerts() {
         group: &group,
         rules: &workspace().join("rules/cloudmart"),
         http_port: port,
-        idle_timeout: "2s",
+        idle_timeout: HANDOVER_IDLE,
         max_event_bytes: 65536,
         properties: &[],
     });

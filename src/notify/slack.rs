@@ -12,9 +12,15 @@
 //! fires. Follow-ups of an incident (repeat, resolved, escalation) go in
 //! the thread of its first message: [`Message::thread`] is that message's
 //! `ts`, and [`Receipt::thread`] returns it (or the new message's `ts`).
+//!
+//! A target that is a member ID (`U…`, `W…`: an on-call person) goes to
+//! the app's DM with that person: `conversations.open` (scope `im:write`)
+//! gives the DM's `D…` ID, which is remembered, and the message and its
+//! follow-ups are posted there.
 
+use std::collections::HashMap;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -52,6 +58,10 @@ const PERMANENT: &[&str] = &[
     "restricted_action",
     "ekm_access_denied",
     "team_access_not_granted",
+    "user_not_found",
+    "user_not_visible",
+    "user_disabled",
+    "cannot_dm_bot",
 ];
 
 /// Slack error codes worth another try.
@@ -233,6 +243,17 @@ pub struct SlackNotifier {
     api_url: String,
     default_channel: Option<String>,
     templates: Templates,
+    /// Member ID → the ID of the app's DM with them.
+    dms: Mutex<HashMap<String, SlackChannelId>>,
+}
+
+/// A Slack member ID (`U0123ABCD`, or `W…` on Enterprise Grid), as opposed
+/// to a channel name or a conversation ID.
+pub fn is_member_id(s: &str) -> bool {
+    (s.starts_with('U') || s.starts_with('W'))
+        && s.len() >= 9
+        && s.bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
 }
 
 impl fmt::Debug for SlackNotifier {
@@ -254,7 +275,29 @@ impl SlackNotifier {
             api_url: c.api_url,
             default_channel: c.default_channel,
             templates,
+            dms: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// The ID of the app's DM with member `user` (opened once, then
+    /// remembered).
+    async fn dm(
+        &self,
+        session: &SlackClientSession<'_, Connector>,
+        user: &str,
+    ) -> Result<SlackChannelId, NotifyError> {
+        if let Some(c) = self.dms.lock().unwrap_or_else(|e| e.into_inner()).get(user) {
+            return Ok(c.clone());
+        }
+        let req =
+            SlackApiConversationsOpenRequest::new().with_users(vec![SlackUserId(user.into())]);
+        let res = session.conversations_open(&req).await.map_err(classify)?;
+        let id = res.channel.id;
+        self.dms
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(user.to_string(), id.clone());
+        Ok(id)
     }
 
     async fn post(&self, msg: &Message<'_>) -> Result<Receipt, NotifyError> {
@@ -272,8 +315,14 @@ impl SlackNotifier {
             .render(n, &self.name, msg.digest);
         let firing = !n.alerts.firing.is_empty();
         let (text, blocks) = blocks(&r, &n.incident, firing);
+        let session = self.client.open_session(&self.token);
+        let channel = if is_member_id(&channel) {
+            self.dm(&session, &channel).await?
+        } else {
+            SlackChannelId(channel)
+        };
         let mut req = SlackApiChatPostMessageRequest::new(
-            SlackChannelId(channel),
+            channel,
             SlackMessageContent::new()
                 .with_text(text)
                 .with_blocks(blocks),
@@ -281,7 +330,6 @@ impl SlackNotifier {
         if let Some(ts) = msg.thread {
             req = req.with_thread_ts(SlackTs(ts.to_string()));
         }
-        let session = self.client.open_session(&self.token);
         let res = session.chat_post_message(&req).await.map_err(classify)?;
         Ok(Receipt {
             thread: Some(msg.thread.map(str::to_string).unwrap_or(res.ts.0)),
@@ -351,5 +399,27 @@ impl SlackWebhookNotifier {
 impl Notifier for SlackWebhookNotifier {
     fn send<'a>(&'a self, msg: &'a Message<'a>) -> BoxFuture<'a, Result<Receipt, NotifyError>> {
         Box::pin(self.post(msg))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_member_id;
+
+    #[test]
+    fn member_ids_are_told_from_channels() {
+        for id in ["U0123ABCD", "W0123ABCD", "U0CMPARK1"] {
+            assert!(is_member_id(id), "{id}");
+        }
+        for not in [
+            "#alerts",
+            "C0123ABCD",
+            "D0123ABCD",
+            "updates",
+            "U123",
+            "Ukim00001",
+        ] {
+            assert!(!is_member_id(not), "{not}");
+        }
     }
 }
