@@ -813,6 +813,24 @@ pub struct TestBroker {
 }
 
 impl TestBroker {
+    /// The records of the checkpoints topic the members were given, one
+    /// line each (for a failing test's message; empty without one).
+    pub fn checkpoints_text(&self) -> String {
+        let Some((_, topic)) = self
+            .run_env
+            .iter()
+            .find(|(k, _)| k == "KLAXON_CHECKPOINTS_TOPIC")
+        else {
+            return String::new();
+        };
+        let records = read_all(&self.bootstrap, topic, Duration::from_secs(2));
+        let mut out = format!("checkpoints topic {topic}: {} records\n", records.len());
+        for r in records {
+            out += &format!("  {} {}\n", r.key.unwrap_or_default(), r.payload);
+        }
+        out
+    }
+
     /// From `KLAXON_TEST_BROKERS` (required; `mock` for a MockCluster).
     pub fn from_env() -> TestBroker {
         let b = require_brokers();
@@ -950,26 +968,6 @@ pub fn handover_broker() -> TestBroker {
         }
     }
     broker
-}
-
-impl TestBroker {
-    /// The records of the checkpoints topic the members were given, one
-    /// line each (for a failing test's message; empty without one).
-    pub fn checkpoints_text(&self) -> String {
-        let Some((_, topic)) = self
-            .run_env
-            .iter()
-            .find(|(k, _)| k == "KLAXON_CHECKPOINTS_TOPIC")
-        else {
-            return String::new();
-        };
-        let records = read_all(&self.bootstrap, topic, Duration::from_secs(2));
-        let mut out = format!("checkpoints topic {topic}: {} records\n", records.len());
-        for r in records {
-            out += &format!("  {} {}\n", r.key.unwrap_or_default(), r.payload);
-        }
-        out
-    }
 }
 
 /// The idle timeout of the hand-over tests' members. They produce the
